@@ -1,0 +1,160 @@
+"""The `prober` command: parses arguments and calls into the parts; no logic of its own.
+
+Exit codes: 0 success; 1 a journey failed or a gate was missed; 2 a config or usage
+error (printed as `path: message`, never a traceback). Every flag has a `PROBER_*`
+environment twin (`--base-url` ↔ `PROBER_BASE_URL`, `--journey` ↔ `PROBER_JOURNEY`
+as a comma-separated list); a flag on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from prober.errors import ConfigError, UsageError
+from prober.redaction import redact
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"PROBER_{name}", default)
+
+
+def _prober_version() -> str:
+    try:
+        return version("prober")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prober",
+        description="Synthetic journey probing and SLO evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"prober {_prober_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "-c",
+            "--config",
+            default=_env("CONFIG"),
+            required=_env("CONFIG") is None,
+            metavar="FILE",
+            help="config file (PROBER_CONFIG)",
+        )
+
+    validate = commands.add_parser("validate", help="check a config file and explain it")
+    with_config(validate)
+
+    run_once = commands.add_parser("run-once", help="run journeys now and exit 0 if all passed")
+    with_config(run_once)
+    journeys = _env("JOURNEY")
+    run_once.add_argument(
+        "--journey",
+        action="append",
+        metavar="NAME",
+        default=[name for name in (journeys or "").split(",") if name] or None,
+        help="run only this journey (repeatable; default all) (PROBER_JOURNEY)",
+    )
+    run_once.add_argument(
+        "--iterations",
+        type=int,
+        default=int(_env("ITERATIONS", "1") or 1),
+        metavar="N",
+        help="runs of each journey (PROBER_ITERATIONS)",
+    )
+    run_once.add_argument(
+        "--base-url",
+        default=_env("BASE_URL"),
+        metavar="URL",
+        help="override target.base_url (PROBER_BASE_URL)",
+    )
+    run_once.add_argument(
+        "--json",
+        default=_env("JSON"),
+        metavar="FILE",
+        dest="json_path",
+        help="write the JSON report here (PROBER_JSON)",
+    )
+    run_once.add_argument(
+        "--junit",
+        default=_env("JUNIT"),
+        metavar="FILE",
+        dest="junit_path",
+        help="write a JUnit XML report here (PROBER_JUNIT)",
+    )
+    run_once.add_argument(
+        "--wait-ready",
+        default=_env("WAIT_READY"),
+        metavar="DURATION",
+        help="first poll the first step until it passes, e.g. 2m (PROBER_WAIT_READY)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            return _validate(args)
+        if args.command == "run-once":
+            return _run_once(args)
+    except ConfigError as error:
+        for issue in error.issues:
+            print(redact(str(issue)), file=sys.stderr)
+        print(f"prober: {len(error.issues)} config error(s)", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as error:
+        print(f"prober: {redact(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from prober.config import load_config
+    from prober.explain import explain_config
+
+    config = load_config(args.config)
+    print(redact(explain_config(config)), end="")
+    return EXIT_OK
+
+
+def _run_once(args: argparse.Namespace) -> int:
+    from prober.config import load_config
+    from prober.run_once import RunOnceOptions, run_once
+    from prober.units import parse_duration
+
+    if args.iterations < 1:
+        raise UsageError("--iterations must be at least 1")
+    wait_ready = None
+    if args.wait_ready:
+        try:
+            wait_ready = parse_duration(args.wait_ready)
+        except ValueError as error:
+            raise UsageError(f"--wait-ready: {error}") from None
+    if args.base_url is not None and not args.base_url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url must be an http:// or https:// URL, got {args.base_url!r}")
+    config = load_config(args.config)
+    options = RunOnceOptions(
+        journeys=tuple(args.journey or ()),
+        iterations=args.iterations,
+        base_url=args.base_url,
+        json_path=args.json_path,
+        junit_path=args.junit_path,
+        wait_ready=wait_ready,
+    )
+    return run_once(config, options, out=sys.stdout, err=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

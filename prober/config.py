@@ -1,0 +1,669 @@
+"""The config file: frozen pydantic models, loading, and errors named by path.
+
+`load_config(path)` reads YAML, applies `PROBER_*` environment overrides (nested with
+`__`: `PROBER_TARGET__BASE_URL=https://staging.example.com`; the environment wins over
+the file), validates everything — conditions are parsed, templates compiled, variable
+references checked — and either returns a frozen `ProberConfig` or raises one
+`ConfigError` carrying *every* issue as `path: message`.
+
+Decisions where DESIGN.md is silent:
+- `defaults` are inherited at use (`Step.timeout_or(defaults)`), so the models keep
+  exactly what the operator wrote and `prober validate` can show it.
+- A journey's `timeout` is a deadline for the whole run; without one, each step only
+  has its own timeout.
+- Durations in the file may also be bare numbers (seconds); percentages may be bare
+  fractions in [0, 1].
+- Duplicate keys in a YAML mapping are an error (PyYAML would silently keep the last).
+- An unset `${env.X}`/`${secret.X}` is not a config error — `validate` runs in CI
+  without the secrets — but a run-time step failure with reason `template`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from prober.conditions import (
+    Condition,
+    ConditionSyntaxError,
+    Subject,
+    parse_condition,
+    parse_subject,
+)
+from prober.errors import ConfigError, ConfigIssue
+from prober.redaction import register_secret
+from prober.templates import (
+    Template,
+    TemplateSyntaxError,
+    compile_template,
+    compile_value,
+    variables_in,
+)
+from prober.units import parse_duration, parse_percent, parse_size
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_USER_AGENT",
+    "Defaults",
+    "Gates",
+    "Journey",
+    "ProberConfig",
+    "Slo",
+    "Step",
+    "Target",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_USER_AGENT = "prober/0.1 (+synthetic)"
+DEFAULT_INTERVAL = 30.0
+DEFAULT_STEP_TIMEOUT = 10.0
+DEFAULT_JITTER = 0.10
+DEFAULT_MAX_CONCURRENCY = 10
+DEFAULT_MAX_REQUESTS_PER_SECOND = 20.0
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+DEFAULT_SLO_WINDOW = 30 * 86400.0
+DEFAULT_EVALUATION_INTERVAL = 30.0
+DEFAULT_STATE_PATH = "./prober-state.db"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LABEL_SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Percent = Annotated[float, BeforeValidator(parse_percent)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Name = Annotated[str, Field(pattern=_LABEL_SAFE_NAME, max_length=100)]
+
+
+def _as_condition(value: object) -> Condition:
+    if isinstance(value, Condition):
+        return value
+    try:
+        return parse_condition(value)
+    except ConditionSyntaxError as error:
+        raise ValueError(str(error)) from None
+
+
+def _as_subject(value: object) -> Subject:
+    if isinstance(value, Subject):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"a capture is a subject like 'json.data.id', got {value!r}")
+    try:
+        return parse_subject(value)
+    except ConditionSyntaxError as error:
+        raise ValueError(str(error)) from None
+
+
+def _as_template(value: object) -> Template:
+    if isinstance(value, Template):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a string, got {value!r}")
+    try:
+        return compile_template(str(value))
+    except TemplateSyntaxError as error:
+        raise ValueError(str(error)) from None
+
+
+def _as_template_value(value: object) -> Any:
+    try:
+        return compile_value(value)
+    except TemplateSyntaxError as error:
+        raise ValueError(str(error)) from None
+
+
+ConditionField = Annotated[Condition, PlainValidator(_as_condition)]
+SubjectField = Annotated[Subject, PlainValidator(_as_subject)]
+TemplateField = Annotated[Template, PlainValidator(_as_template)]
+TemplateValue = Annotated[Any, PlainValidator(_as_template_value)]
+
+
+class Model(BaseModel):
+    """Frozen, strict about unknown keys: a typo must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class Target(Model):
+    base_url: str = DEFAULT_BASE_URL
+    tls_verify: bool = True
+    tls_ca_file: str | None = None
+    headers: dict[str, str] = Field(default_factory=lambda: {"User-Agent": DEFAULT_USER_AGENT})
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isfile(value):
+            raise ValueError(f"no such file {value!r}")
+        return value
+
+
+class Defaults(Model):
+    interval: Duration = Field(DEFAULT_INTERVAL, gt=0)
+    timeout: Duration = Field(DEFAULT_STEP_TIMEOUT, gt=0)
+    jitter: Percent = DEFAULT_JITTER
+    max_concurrency: int = Field(DEFAULT_MAX_CONCURRENCY, ge=1)
+    max_requests_per_second: float = Field(DEFAULT_MAX_REQUESTS_PER_SECOND, gt=0)
+    keep_alive: bool = True  # between the steps of one run; every run opens a fresh connection
+    follow_redirects: bool = False
+    max_body_size: Size = DEFAULT_MAX_BODY_SIZE
+
+
+class Gates(Model):
+    """Thresholds `run-once` checks over its iterations (a missed one exits 1)."""
+
+    max_p50: Duration | None = None
+    max_p90: Duration | None = None
+    max_p95: Duration | None = None
+    max_p99: Duration | None = None
+    min_success_ratio: Percent | None = None
+
+
+class Step(Model):
+    name: Name
+    method: str = "GET"
+    url: TemplateField
+    headers: dict[str, TemplateField] = Field(default_factory=dict)
+    query: dict[str, TemplateField] = Field(default_factory=dict)
+    json_body: TemplateValue = Field(None, alias="json")
+    body: TemplateField | None = None
+    expect: tuple[ConditionField, ...] = ()
+    capture: dict[Name, SubjectField] = Field(default_factory=dict)
+    timeout: Duration | None = Field(None, gt=0)
+    follow_redirects: bool | None = None
+    max_body_size: Size | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value.upper() not in HTTP_METHODS:
+            raise ValueError(
+                f"unknown HTTP method {value!r}: expected one of {sorted(HTTP_METHODS)}"
+            )
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Step:
+        if self.body is not None and self.json_body is not None:
+            raise ValueError("set either 'json' or 'body', not both")
+        return self
+
+    @property
+    def has_status_condition(self) -> bool:
+        return any(condition.subject.kind == "status" for condition in self.expect)
+
+    def timeout_or(self, defaults: Defaults) -> float:
+        return self.timeout if self.timeout is not None else defaults.timeout
+
+    def follow_redirects_or(self, defaults: Defaults) -> bool:
+        return (
+            self.follow_redirects
+            if self.follow_redirects is not None
+            else defaults.follow_redirects
+        )
+
+    def max_body_size_or(self, defaults: Defaults) -> int:
+        return self.max_body_size if self.max_body_size is not None else defaults.max_body_size
+
+    def templates(self) -> Iterator[tuple[str, Any]]:
+        """Every templated field, with its path inside the step."""
+        yield "url", self.url
+        for key, header in self.headers.items():
+            yield f"headers.{key}", header
+        for key, param in self.query.items():
+            yield f"query.{key}", param
+        if self.json_body is not None:
+            yield "json", self.json_body
+        if self.body is not None:
+            yield "body", self.body
+
+
+class Journey(Model):
+    name: Name
+    interval: Duration | None = Field(None, gt=0)
+    timeout: Duration | None = Field(None, gt=0)  # deadline for the whole run
+    jitter: Percent | None = None
+    keep_alive: bool | None = None
+    gates: Gates | None = None
+    steps: tuple[Step, ...] = Field(min_length=1)
+
+    def interval_or(self, defaults: Defaults) -> float:
+        return self.interval if self.interval is not None else defaults.interval
+
+    def jitter_or(self, defaults: Defaults) -> float:
+        return self.jitter if self.jitter is not None else defaults.jitter
+
+    def keep_alive_or(self, defaults: Defaults) -> bool:
+        return self.keep_alive if self.keep_alive is not None else defaults.keep_alive
+
+
+class LatencyIndicator(Model):
+    latency_below: Duration = Field(gt=0)
+
+
+class Slo(Model):
+    name: Name
+    journey: Name
+    objective: Percent
+    window: Duration = Field(DEFAULT_SLO_WINDOW, gt=0)
+    indicator: LatencyIndicator | None = None  # None: availability (the run succeeded)
+    alert_name: Name | None = None
+    description: str | None = None
+    runbook_url: str | None = None
+
+    @field_validator("objective")
+    @classmethod
+    def _inside_open_interval(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError(f"objective must lie strictly between 0% and 100%, got {value:.4%}")
+        return value
+
+
+Severity = Literal["critical", "warning", "info"]
+
+
+class BurnRatePolicy(Model):
+    severity: Severity
+    long: Duration = Field(gt=0)
+    short: Duration = Field(gt=0)
+    budget_consumed: Percent | None = None
+    burn_rate: float | None = Field(None, gt=0)
+    min_events: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> BurnRatePolicy:
+        if (self.budget_consumed is None) == (self.burn_rate is None):
+            raise ValueError("set exactly one of 'budget_consumed' or 'burn_rate'")
+        if self.short >= self.long:
+            raise ValueError("the short window must be shorter than the long one")
+        return self
+
+
+DEFAULT_BURN_RATE_POLICIES = (
+    BurnRatePolicy(severity="critical", long=3600, short=300, budget_consumed=0.02),
+    BurnRatePolicy(severity="critical", long=6 * 3600, short=1800, budget_consumed=0.05),
+    BurnRatePolicy(severity="warning", long=86400, short=2 * 3600, budget_consumed=0.10),
+    BurnRatePolicy(severity="warning", long=3 * 86400, short=6 * 3600, budget_consumed=0.10),
+)
+
+
+class AlertRule(Model):
+    name: Name
+    severity: Severity
+    journey: Name
+    step: Name | None = None
+    when: str = Field(min_length=1)
+    window: Duration | None = Field(None, gt=0)
+    for_: Duration | None = Field(None, alias="for", ge=0)
+    summary: str | None = None
+    description: str | None = None
+    runbook_url: str | None = None
+
+
+class _Notifier(Model):
+    severities: tuple[Severity, ...] = ("critical", "warning", "info")
+
+
+class AlertmanagerNotifier(_Notifier):
+    type: Literal["alertmanager"]
+    url: str | tuple[str, ...]
+    resend_interval: Duration = Field(60.0, gt=0)
+
+
+class SlackNotifier(_Notifier):
+    type: Literal["slack"]
+    webhook_url: str
+
+
+class WebhookNotifier(_Notifier):
+    type: Literal["webhook"]
+    url: str
+    hmac_secret: str | None = None
+
+
+class EmailNotifier(_Notifier):
+    type: Literal["email"]
+    smtp_host: str
+    smtp_port: int = Field(587, ge=1, le=65535)
+    sender: str = Field(alias="from")
+    to: tuple[str, ...] = Field(min_length=1)
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = True
+
+
+Notifier = Annotated[
+    AlertmanagerNotifier | SlackNotifier | WebhookNotifier | EmailNotifier,
+    Field(discriminator="type"),
+]
+_NOTIFIER_TYPES = ("alertmanager", "slack", "webhook", "email")
+
+
+class Alerting(Model):
+    evaluation_interval: Duration = Field(DEFAULT_EVALUATION_INTERVAL, gt=0)
+    burn_rate_policies: tuple[BurnRatePolicy, ...] = DEFAULT_BURN_RATE_POLICIES
+    rules: tuple[AlertRule, ...] = ()
+    notifiers: tuple[Notifier, ...] = ()
+
+
+class ProberConfig(BaseSettings):
+    """The whole config file. Environment variables `PROBER_*` override any field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PROBER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        arbitrary_types_allowed=True,
+        populate_by_name=True,
+    )
+
+    service: Name = "service"
+    target: Target = Field(default_factory=Target)
+    defaults: Defaults = Field(default_factory=Defaults)
+    state_path: str = DEFAULT_STATE_PATH
+    gates: Gates | None = None
+    journeys: tuple[Journey, ...] = Field(min_length=1)
+    slos: tuple[Slo, ...] = ()
+    alerting: Alerting = Field(default_factory=Alerting)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's content arrives as init kwargs; the environment wins over it.
+        return (env_settings, init_settings)
+
+    def journey(self, name: str) -> Journey:
+        return next(journey for journey in self.journeys if journey.name == name)
+
+    def gates_for(self, journey: Journey) -> Gates | None:
+        return journey.gates if journey.gates is not None else self.gates
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects duplicate mapping keys instead of keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_config(path: str | os.PathLike[str]) -> ProberConfig:
+    """Read, override from the environment, and validate a config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(str(file), "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([ConfigIssue(str(file), f"cannot read: {error}")]) from None
+    return parse_config(text, source=str(file))
+
+
+def parse_config(text: str, source: str = "<config>") -> ProberConfig:
+    """Validate config text; raises `ConfigError` with every issue found."""
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = " ".join(part for part in (error.context, error.problem) if part)
+        raise ConfigError([ConfigIssue(where, f"YAML syntax error: {problem}")]) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([ConfigIssue(source, f"YAML syntax error: {error}")]) from None
+    if raw is None:
+        raise ConfigError([ConfigIssue(source, "the config is empty")])
+    if not isinstance(raw, dict):
+        raise ConfigError([ConfigIssue(source, "the config must be a mapping of keys to values")])
+
+    issues = list(_cross_reference_issues(raw))
+    config: ProberConfig | None = None
+    try:
+        config = ProberConfig(**raw)
+    except ValidationError as error:
+        issues.extend(_issues_from(error))
+    if issues or config is None:
+        raise ConfigError(sorted(set(issues), key=_issue_order))
+    _register_secrets(config, os.environ)
+    return config
+
+
+def _issue_order(issue: ConfigIssue) -> tuple[Any, ...]:
+    """Issues in the order their paths appear, numbers compared as numbers."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"[.\[\]]+", issue.path)
+        if part
+    )
+
+
+def _register_secrets(config: ProberConfig, environ: Mapping[str, str]) -> None:
+    for journey in config.journeys:
+        for step in journey.steps:
+            for _, value in step.templates():
+                for variable in variables_in(value):
+                    if variable.kind == "secret" and variable.name in environ:
+                        register_secret(environ[variable.name])
+
+
+_ALL_FIELDS = sorted(
+    {
+        name
+        for model in (
+            Target,
+            Defaults,
+            Gates,
+            Step,
+            Journey,
+            LatencyIndicator,
+            Slo,
+            BurnRatePolicy,
+            AlertRule,
+            AlertmanagerNotifier,
+            SlackNotifier,
+            WebhookNotifier,
+            EmailNotifier,
+            Alerting,
+            ProberConfig,
+        )
+        for name, info in model.model_fields.items()
+        for name in (info.alias or name,)
+    }
+)
+
+
+def _issues_from(error: ValidationError) -> Iterator[ConfigIssue]:
+    details = error.errors(include_url=False)
+    failed_inside = {detail["loc"][:-1] for detail in details if len(detail["loc"]) > 1}
+    for detail in details:
+        if detail["type"] == "too_short" and any(
+            loc[: len(detail["loc"])] == detail["loc"] for loc in failed_inside
+        ):
+            continue  # pydantic counts only the items that validated: the item errors say it
+        loc = _without_union_tags(detail["loc"])
+        message = detail["msg"]
+        kind = detail["type"]
+        if kind == "extra_forbidden":
+            key = str(loc[-1]) if loc else "?"
+            guess = difflib.get_close_matches(key, _ALL_FIELDS, n=1)
+            message = f"unknown key {key!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+        elif kind == "missing":
+            message = "required"
+        elif message.startswith(("Value error, ", "Assertion failed, ")):
+            message = message.split(", ", 1)[1]
+        yield ConfigIssue(_format_path(loc), message)
+
+
+def _without_union_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Drop the `slack` in `alerting.notifiers[1].slack.webhook_url` that pydantic inserts."""
+    return tuple(
+        part
+        for index, part in enumerate(loc)
+        if not (part in _NOTIFIER_TYPES and index >= 2 and loc[index - 2] == "notifiers")
+    )
+
+
+def _format_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif path and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            path += f".{part}"
+        elif path:
+            path += f"[{part!r}]"
+        else:
+            path = part
+    return path or "(root)"
+
+
+def _cross_reference_issues(raw: dict[str, Any]) -> Iterator[ConfigIssue]:
+    """Checks across fields; they read the raw document so they run even when a field
+    elsewhere is invalid, and every issue is reported at once."""
+    journeys = raw.get("journeys")
+    journeys = journeys if isinstance(journeys, list) else []
+    steps_by_journey: dict[str, set[str]] = {}
+    for index, journey in enumerate(journeys):
+        if not isinstance(journey, dict):
+            continue
+        name = journey.get("name")
+        if isinstance(name, str):
+            if name in steps_by_journey:
+                yield ConfigIssue(f"journeys[{index}].name", f"duplicate journey name {name!r}")
+            steps = journey.get("steps")
+            steps_by_journey[name] = (
+                {
+                    step["name"]
+                    for step in steps or ()
+                    if isinstance(step, dict) and isinstance(step.get("name"), str)
+                }
+                if isinstance(steps, list)
+                else set()
+            )
+        yield from _journey_issues(f"journeys[{index}]", journey)
+    known = set(steps_by_journey)
+
+    for list_path in ("slos", "alerting.rules"):
+        items: Any = raw
+        for key in list_path.split("."):
+            items = items.get(key) if isinstance(items, dict) else None
+        for index, item in enumerate(items if isinstance(items, list) else ()):
+            if not isinstance(item, dict) or not isinstance(item.get("journey"), str):
+                continue
+            journey_name = item["journey"]
+            if journey_name not in known:
+                yield ConfigIssue(
+                    f"{list_path}[{index}].journey",
+                    f"unknown journey {journey_name!r}" + _choices(journey_name, known),
+                )
+            elif (
+                isinstance(item.get("step"), str)
+                and item["step"] not in steps_by_journey[journey_name]
+            ):
+                yield ConfigIssue(
+                    f"{list_path}[{index}].step",
+                    f"journey {journey_name!r} has no step {item['step']!r}"
+                    + _choices(item["step"], steps_by_journey[journey_name]),
+                )
+    slo_names = [slo.get("name") for slo in raw.get("slos") or () if isinstance(slo, dict)]
+    for index, name in enumerate(slo_names):
+        if name is not None and name in slo_names[:index]:
+            yield ConfigIssue(f"slos[{index}].name", f"duplicate SLO name {name!r}")
+
+
+def _choices(name: str, known: set[str]) -> str:
+    if not known:
+        return ""
+    guess = difflib.get_close_matches(name, sorted(known), n=1)
+    if guess:
+        return f" (did you mean {guess[0]!r}?)"
+    return f" (known: {', '.join(sorted(known))})"
+
+
+def _journey_issues(path: str, journey: dict[str, Any]) -> Iterator[ConfigIssue]:
+    """Step names are unique; every `${capture}` is captured by an earlier step."""
+    steps = journey.get("steps")
+    if not isinstance(steps, list):
+        return
+    captured: set[str] = set()
+    step_names: set[str] = set()
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        step_path = f"{path}.steps[{index}]"
+        name = step.get("name")
+        if isinstance(name, str):
+            if name in step_names:
+                yield ConfigIssue(f"{step_path}.name", f"duplicate step name {name!r}")
+            step_names.add(name)
+        for field_path, value in _raw_templated_fields(step):
+            try:
+                compiled = compile_value(value)
+            except TemplateSyntaxError:
+                continue  # reported by the field's own validation
+            for variable in variables_in(compiled):
+                if variable.kind == "capture" and variable.name not in captured:
+                    why = (
+                        "it is captured by this same step, after the request"
+                        if variable.name in (step.get("capture") or {})
+                        else "no earlier step captures it"
+                    )
+                    yield ConfigIssue(
+                        f"{step_path}.{field_path}", f"unknown variable {variable}: {why}"
+                    )
+        capture = step.get("capture")
+        if isinstance(capture, dict):
+            captured.update(key for key in capture if isinstance(key, str))
+
+
+def _raw_templated_fields(step: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    if isinstance(step.get("url"), str):
+        yield "url", step["url"]
+    for section in ("headers", "query"):
+        if isinstance(step.get(section), dict):
+            for key, value in step[section].items():
+                yield f"{section}.{key}", value
+    for section in ("json", "body"):
+        if step.get(section) is not None:
+            yield section, step[section]

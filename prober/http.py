@@ -1,0 +1,555 @@
+"""The HTTP layer: the only module that imports httpx/httpcore.
+
+One `HttpClient` per process holds the shared `ssl.SSLContext` (building one parses the
+whole CA bundle: ~20 ms of CPU, so never per request). Each journey run opens an
+`HttpSession`: its own connection pool, so every run pays a fresh connection the way a
+user's first request does; its steps reuse that connection when keep-alive is on.
+
+Requests are built with `httpx.Request` (URL joining, query encoding, JSON bodies) and
+sent straight through httpcore's connection pool, skipping httpx's client layer: the
+prober needs neither cookies, auth flows nor content decoding, and the client layer is
+measurable CPU per request. No `Accept-Encoding` is sent, so bodies arrive as they are
+and the body cap counts real bytes.
+
+Timings come from httpcore's `trace` extension, not from around the call, so the
+client's own overhead is not blamed on the target:
+
+    resolve     our getaddrinfo, inside connect_tcp (httpcore does not separate it)
+    connect     connect_tcp, minus resolve
+    tls         start_tls
+    processing  request headers sent → response headers received
+    transfer    response headers received → body complete
+
+A reused connection reports zero resolve/connect/tls. A step's duration runs from the
+start of its first phase to the end of the body.
+
+A failing target never raises out of here: `HttpSession.send` returns an `HttpFailure`
+with one reason of `prober.results.REASONS`. httpcore's exceptions are translated at
+exactly one boundary (`_classify`), refined by the phase in which they happened; a test
+checks that every httpcore exception type is mapped. A timeout while resolving is a
+`dns` failure; any other timeout is `timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any
+
+import certifi
+import httpcore
+import httpx
+
+from prober.redaction import redact
+from prober.results import Failure, Phases
+
+__all__ = [
+    "EXCEPTION_REASONS",
+    "HttpClient",
+    "HttpFailure",
+    "HttpRequest",
+    "HttpResponse",
+    "HttpSession",
+]
+
+MAX_REDIRECTS = 10
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+#: httpcore exception → failure reason, before refinement by phase.
+EXCEPTION_REASONS: Mapping[type[Exception], str] = {
+    httpcore.ConnectTimeout: "timeout",
+    httpcore.ReadTimeout: "timeout",
+    httpcore.WriteTimeout: "timeout",
+    httpcore.PoolTimeout: "timeout",
+    httpcore.TimeoutException: "timeout",
+    httpcore.ConnectError: "connect",
+    httpcore.ReadError: "other",
+    httpcore.WriteError: "other",
+    httpcore.NetworkError: "other",
+    httpcore.RemoteProtocolError: "other",
+    httpcore.LocalProtocolError: "other",
+    httpcore.ProtocolError: "other",
+    httpcore.UnsupportedProtocol: "other",
+    httpcore.ProxyError: "connect",
+    httpcore.ConnectionNotAvailable: "other",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    url: str  # absolute
+    headers: tuple[tuple[str, str], ...] = ()
+    params: Mapping[str, str] | None = None
+    json_body: Any = None
+    content: bytes | None = None
+    timeout: float = 10.0
+    follow_redirects: bool = False
+    max_body_size: int = 1024 * 1024
+
+
+class HttpResponse:
+    """A received response, with its body read (up to the cap) and its phase timings."""
+
+    __slots__ = (
+        "_json",
+        "_text",
+        "body",
+        "cert_expiry",
+        "duration",
+        "headers",
+        "phases",
+        "status_code",
+        "url",
+    )
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        phases: Phases,
+        duration: float,
+        url: str,
+        cert_expiry: float | None,
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.body = body
+        self.phases = phases
+        self.duration = duration
+        self.url = url
+        self.cert_expiry = cert_expiry
+        self._text: str | None = None
+        self._json: Any = _UNSET
+
+    @property
+    def latency(self) -> float:
+        return self.duration
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        values = [value for key, value in self.headers if key.lower() == name]
+        return ", ".join(values) if values else None
+
+    def text(self) -> str:
+        if self._text is None:
+            message = Message()
+            message["content-type"] = self.header("content-type") or ""
+            charset = message.get_content_charset() or "utf-8"
+            try:
+                self._text = self.body.decode(charset, errors="replace")
+            except LookupError:
+                self._text = self.body.decode("utf-8", errors="replace")
+        return self._text
+
+    def json(self) -> Any:
+        if self._json is _UNSET:
+            try:
+                self._json = json.loads(self.body)
+            except (ValueError, UnicodeDecodeError) as error:
+                self._json = _InvalidJson(str(error))
+        if isinstance(self._json, _InvalidJson):
+            raise ValueError(f"body is not valid JSON: {self._json.why}")
+        return self._json
+
+
+class _InvalidJson:
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFailure:
+    """The request did not produce a response: why, and how far it got."""
+
+    failure: Failure
+    phases: Phases
+    duration: float
+
+
+class HttpClient:
+    """Process-wide: the shared TLS context; makes one `HttpSession` per journey run."""
+
+    def __init__(self, *, verify: bool = True, ca_file: str | None = None) -> None:
+        if verify:
+            self.ssl_context = ssl.create_default_context(cafile=ca_file or certifi.where())
+        else:
+            self.ssl_context = ssl.create_default_context()
+            self.ssl_context.check_hostname = False
+            self.ssl_context.verify_mode = ssl.CERT_NONE
+
+    def session(self, *, keep_alive: bool = True) -> HttpSession:
+        return HttpSession(self.ssl_context, keep_alive=keep_alive)
+
+
+class _DnsFailure(Exception):
+    """getaddrinfo failed; raised through httpcore from our network backend."""
+
+
+class _ResolvingBackend(httpcore.AsyncNetworkBackend):
+    """Resolves names itself so that the resolve phase is timed and DNS failures are
+    told apart from refused connections; then connects to the addresses in order."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self.resolve_seconds = 0.0
+        self.resolving = False
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._resolve(host, port)
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                last_error = error
+        assert last_error is not None
+        raise last_error
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        self.resolve_seconds = 0.0
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            pass
+        else:
+            return [host.strip("[]")]
+        started = time.perf_counter()
+        self.resolving = True
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except socket.gaierror as error:
+            raise _DnsFailure(f"cannot resolve {host!r}: {error.strerror or error}") from None
+        finally:
+            self.resolving = False
+            self.resolve_seconds = time.perf_counter() - started
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise _DnsFailure(f"cannot resolve {host!r}: no addresses")
+        return addresses
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream: httpcore.AsyncNetworkStream = await self._inner.connect_unix_socket(
+            path, timeout, socket_options
+        )
+        return stream
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _Timeline:
+    """Collects httpcore trace events for one request into phase timings."""
+
+    __slots__ = ("marks", "phase")
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+        self.phase = "pool"  # where the request is now: pool, connect, tls, processing, transfer
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        now = time.perf_counter()
+        self.marks[event] = now
+        if event.endswith(".started"):
+            self.phase = _PHASE_OF_EVENT.get(event, self.phase)
+
+    def span(self, started: str, completed: str) -> float:
+        begin, end = self.marks.get(started), self.marks.get(completed)
+        return end - begin if begin is not None and end is not None else 0.0
+
+    def start(self) -> float | None:
+        for event in ("connection.connect_tcp.started", "http11.send_request_headers.started"):
+            if event in self.marks:
+                return self.marks[event]
+        return None
+
+    def phases(self, resolve: float, body_end: float | None) -> Phases:
+        headers_done = self.marks.get("http11.receive_response_headers.complete")
+        return Phases(
+            resolve=resolve,
+            connect=max(
+                0.0,
+                self.span("connection.connect_tcp.started", "connection.connect_tcp.complete")
+                - resolve,
+            ),
+            tls=self.span("connection.start_tls.started", "connection.start_tls.complete"),
+            processing=self.span(
+                "http11.send_request_headers.started", "http11.receive_response_headers.complete"
+            ),
+            transfer=(body_end - headers_done)
+            if body_end is not None and headers_done is not None
+            else 0.0,
+        )
+
+
+_PHASE_OF_EVENT = {
+    "connection.connect_tcp.started": "connect",
+    "connection.start_tls.started": "tls",
+    "http11.send_request_headers.started": "processing",
+    "http11.receive_response_body.started": "transfer",
+}
+
+
+class HttpSession:
+    """One journey run's connections. Use as `async with client.session() as session`."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, *, keep_alive: bool) -> None:
+        self._backend = _ResolvingBackend()
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=4,
+            max_keepalive_connections=4 if keep_alive else 0,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=self._backend,
+        )
+
+    async def __aenter__(self) -> HttpSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+    async def send(self, request: HttpRequest) -> HttpResponse | HttpFailure:
+        """Send a request (following redirects if asked); never raises for target faults."""
+        phases = Phases()
+        duration = 0.0
+        method, url, json_body, content = (
+            request.method,
+            request.url,
+            request.json_body,
+            request.content,
+        )
+        params = request.params
+        deadline = time.monotonic() + request.timeout
+        for _ in range(MAX_REDIRECTS + 1):
+            outcome = await self._send_once(
+                request, method, url, params, json_body, content, deadline - time.monotonic()
+            )
+            phases += outcome.phases
+            duration += outcome.duration
+            if isinstance(outcome, HttpFailure):
+                return HttpFailure(outcome.failure, phases, duration)
+            location = outcome.header("location")
+            if not (
+                request.follow_redirects and outcome.status_code in _REDIRECT_STATUSES and location
+            ):
+                outcome.phases, outcome.duration = phases, duration
+                return outcome
+            url = str(httpx.URL(url).join(location))
+            params = None
+            if outcome.status_code == 303 or (
+                outcome.status_code in (301, 302) and method == "POST"
+            ):
+                method, json_body, content = "GET", None, None
+        failure = Failure("other", f"more than {MAX_REDIRECTS} redirects (last: {redact(url)})")
+        return HttpFailure(failure, phases, duration)
+
+    async def _send_once(
+        self,
+        request: HttpRequest,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        content: bytes | None,
+        budget: float,
+    ) -> HttpResponse | HttpFailure:
+        timeline = _Timeline()
+        body_end: float | None = None
+        try:
+            built = httpx.Request(
+                method, url, params=params, headers=request.headers, json=json_body, content=content
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as error:
+            return HttpFailure(Failure("other", redact(f"invalid request: {error}")), Phases(), 0.0)
+        if budget <= 0:
+            return HttpFailure(
+                Failure("timeout", f"timed out after {request.timeout:g}s"), Phases(), 0.0
+            )
+        core_request = httpcore.Request(
+            method=built.method,
+            url=httpcore.URL(
+                scheme=built.url.raw_scheme,
+                host=built.url.raw_host,
+                port=built.url.port,
+                target=built.url.raw_path,
+            ),
+            headers=built.headers.raw,
+            content=built.content,
+            extensions={
+                "timeout": {"connect": budget, "read": budget, "write": budget, "pool": budget},
+                "trace": timeline,
+            },
+        )
+        cap = request.max_body_size
+        try:
+            async with asyncio.timeout(budget):
+                response = await self._pool.handle_async_request(core_request)
+                try:
+                    length = _content_length(response.headers)
+                    if length is not None and length > cap:
+                        return self._too_large(cap, timeline, built)
+                    chunks: list[bytes] = []
+                    received = 0
+                    async for chunk in response.aiter_stream():
+                        received += len(chunk)
+                        if received > cap:
+                            return self._too_large(cap, timeline, built)
+                        chunks.append(chunk)
+                    body_end = time.perf_counter()
+                finally:
+                    await response.aclose()
+        except Exception as error:
+            failure = self._classify(error, timeline, request.timeout)
+            return HttpFailure(
+                failure,
+                timeline.phases(self._backend.resolve_seconds, None),
+                _elapsed(timeline, time.perf_counter()),
+            )
+        headers = [
+            (key.decode("latin-1"), value.decode("latin-1")) for key, value in response.headers
+        ]
+        return HttpResponse(
+            status_code=response.status,
+            headers=headers,
+            body=b"".join(chunks),
+            phases=timeline.phases(self._backend.resolve_seconds, body_end),
+            duration=_elapsed(timeline, body_end),
+            url=str(built.url),
+            cert_expiry=_cert_expiry(response.extensions.get("network_stream")),
+        )
+
+    def _too_large(self, cap: int, timeline: _Timeline, built: httpx.Request) -> HttpFailure:
+        failure = Failure("other", f"response body larger than max_body_size ({_size(cap)})")
+        return HttpFailure(
+            failure,
+            timeline.phases(self._backend.resolve_seconds, None),
+            _elapsed(timeline, time.perf_counter()),
+        )
+
+    def _classify(self, error: Exception, timeline: _Timeline, timeout: float) -> Failure:
+        """The one place where an exception from the HTTP stack becomes a failure reason."""
+        phase = "resolve" if self._backend.resolving else timeline.phase
+        if isinstance(error, _DnsFailure) or (
+            phase == "resolve" and isinstance(error, TimeoutError)
+        ):
+            return Failure(
+                "dns", redact(str(error) or f"DNS resolution timed out after {timeout:g}s")
+            )
+        if isinstance(error, TimeoutError | httpcore.TimeoutException):
+            return Failure(
+                "timeout", f"timed out after {timeout:g}s (during {_PHASE_WORDS[phase]})"
+            )
+        reason = next(
+            (reason for kind, reason in EXCEPTION_REASONS.items() if isinstance(error, kind)),
+            "other",
+        )
+        if phase == "tls" or _caused_by(error, ssl.SSLError):
+            reason = "tls"
+        detail = _describe(error)
+        return Failure(reason, redact(f"{_PHASE_WORDS[phase]}: {detail}"))
+
+
+_PHASE_WORDS = {
+    "pool": "connecting",
+    "resolve": "resolving",
+    "connect": "connecting",
+    "tls": "TLS handshake",
+    "processing": "waiting for the response",
+    "transfer": "reading the body",
+}
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _describe(error: BaseException) -> str:
+    """The innermost useful message: httpcore wraps OS and SSL errors."""
+    messages: list[str] = []
+    current: BaseException | None = error
+    while current is not None and len(messages) < 4:
+        text = str(current).strip()
+        if text and text not in messages:
+            messages.append(text)
+        current = current.__cause__ or current.__context__
+    if not messages:
+        return type(error).__name__
+    return messages[-1] if len(messages[-1]) > 8 else messages[0]
+
+
+def _elapsed(timeline: _Timeline, end: float | None) -> float:
+    start = timeline.start()
+    if start is None or end is None:
+        return 0.0
+    return end - start
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for key, value in headers:
+        if key.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _cert_expiry(stream: Any) -> float | None:
+    if stream is None:
+        return None
+    ssl_object = stream.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    certificate = ssl_object.getpeercert()
+    not_after = certificate.get("notAfter") if certificate else None
+    return float(ssl.cert_time_to_seconds(not_after)) if not_after else None
+
+
+def _size(size: int) -> str:
+    if size % (1024 * 1024) == 0:
+        return f"{size // (1024 * 1024)} MiB"
+    if size % 1024 == 0:
+        return f"{size // 1024} KiB"
+    return f"{size} bytes"
