@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 from prober.errors import ConfigError, UsageError
 from prober.redaction import redact
@@ -27,10 +26,18 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def _prober_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # ~40 ms: only when asked
+
     try:
         return version("prober")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0+unknown"
+
+
+class _VersionAction(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"prober {_prober_version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="prober",
         description="Synthetic journey probing and SLO evaluation.",
     )
-    parser.add_argument("--version", action="version", version=f"prober {_prober_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="print the version")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sub: argparse.ArgumentParser) -> None:

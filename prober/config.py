@@ -530,6 +530,8 @@ def _issues_from(error: ValidationError) -> Iterator[ConfigIssue]:
             message = f"unknown key {key!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
         elif kind == "missing":
             message = "required"
+        elif kind == "too_short":
+            message = f"needs at least {detail.get('ctx', {}).get('min_length', 1)} item(s)"
         elif message.startswith(("Value error, ", "Assertion failed, ")):
             message = message.split(", ", 1)[1]
         yield ConfigIssue(_format_path(loc), message)
