@@ -104,7 +104,58 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="first poll the first step until it passes, e.g. 2m (PROBER_WAIT_READY)",
     )
+    run = commands.add_parser(
+        "run", help="the daemon: probe on schedule, serve /metrics and status"
+    )
+    with_config(run)
+    _daemon_flags(run, default_listen=_env("LISTEN", "0.0.0.0:9469") or "0.0.0.0:9469")
+
+    demo = commands.add_parser(
+        "demo", help="start the bundled sample API and the daemon against it"
+    )
+    _daemon_flags(demo, default_listen=_env("LISTEN", "127.0.0.1:9469") or "127.0.0.1:9469")
+    demo.add_argument(
+        "--api-port",
+        type=int,
+        default=int(_env("API_PORT", "0") or 0),
+        metavar="PORT",
+        help="sample API port (default: a free one) (PROBER_API_PORT)",
+    )
+    demo.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="ROUTE:SPEC",
+        help="start the sample API broken, e.g. /health:error_rate=0.5,status=503,delay=0.2",
+    )
     return parser
+
+
+def _daemon_flags(sub: argparse.ArgumentParser, *, default_listen: str) -> None:
+    sub.add_argument(
+        "--listen",
+        default=default_listen,
+        metavar="HOST:PORT",
+        help=f"serve /metrics and status here (default {default_listen}) (PROBER_LISTEN)",
+    )
+    sub.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=_env("LOG_FORMAT", "json"),
+        help="json lines (default) or text for people (PROBER_LOG_FORMAT)",
+    )
+    sub.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=_env("LOG_LEVEL", "info"),
+        help="(PROBER_LOG_LEVEL)",
+    )
+    sub.add_argument(
+        "--grace",
+        default=_env("GRACE", "10s"),
+        metavar="DURATION",
+        help="how long in-flight runs may finish at shutdown (PROBER_GRACE)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args)
         if args.command == "run-once":
             return _run_once(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "demo":
+            return _demo(args)
     except ConfigError as error:
         for issue in error.issues:
             print(redact(str(issue)), file=sys.stderr)
@@ -161,6 +216,77 @@ def _run_once(args: argparse.Namespace) -> int:
         wait_ready=wait_ready,
     )
     return run_once(config, options, out=sys.stdout, err=sys.stderr)
+
+
+def _daemon_settings(args: argparse.Namespace) -> tuple[tuple[str, int], float]:
+    from prober.server import parse_listen
+    from prober.units import parse_duration
+
+    try:
+        listen = parse_listen(args.listen)
+    except ValueError as error:
+        raise UsageError(f"--listen: {error}") from None
+    try:
+        grace = parse_duration(args.grace)
+    except ValueError as error:
+        raise UsageError(f"--grace: {error}") from None
+    return listen, grace
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from prober.config import load_config
+    from prober.daemon import Daemon
+    from prober.logs import configure_logging
+
+    listen, grace = _daemon_settings(args)
+    config = load_config(args.config)
+    configure_logging(service=config.service, fmt=args.log_format, level=args.log_level)
+    daemon = Daemon(args.config, config, listen=listen, grace=grace, version=_prober_version())
+    return asyncio.run(daemon.run())
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+    from importlib.resources import files
+
+    from prober.config import load_config
+    from prober.daemon import Daemon
+    from prober.demo import DEFAULT_PASSWORD, SampleAPI
+    from prober.demo.api import parse_fault_spec
+    from prober.logs import configure_logging
+
+    listen, grace = _daemon_settings(args)
+    try:
+        faults = dict(parse_fault_spec(spec) for spec in args.fault)
+    except ValueError as error:
+        raise UsageError(f"--fault: {error}") from None
+    api = SampleAPI(port=args.api_port, faults=faults).start()
+    try:
+        os.environ["PROBER_TARGET__BASE_URL"] = api.url
+        os.environ.setdefault("DEMO_PASSWORD", DEFAULT_PASSWORD)
+        config_path = str(files("prober.demo") / "demo.yaml")
+        config = load_config(config_path)
+        configure_logging(service=config.service, fmt=args.log_format, level=args.log_level)
+        daemon = Daemon(config_path, config, listen=listen, grace=grace, version=_prober_version())
+        host = "127.0.0.1" if listen[0] in ("0.0.0.0", "") else listen[0]
+        print(
+            f"sample API     {api.url}\n"
+            f"status page    http://{host}:{listen[1]}/\n"
+            f"metrics        http://{host}:{listen[1]}/metrics\n"
+            f"status JSON    http://{host}:{listen[1]}/api/status\n"
+            "break it:      curl -X PUT " + api.url + "/_admin/faults -d "
+            '\'{"route": "/api/chat/message", "error_rate": 0.5, "status": 503}\'\n'
+            "slow it:       curl -X PUT " + api.url + "/_admin/faults -d "
+            '\'{"route": "*", "delay": 0.3}\'\n'
+            f"heal it:       curl -X DELETE {api.url}/_admin/faults\n"
+            "stop:          Ctrl-C\n",
+            flush=True,
+        )
+        return asyncio.run(daemon.run())
+    finally:
+        api.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover

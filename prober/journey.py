@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import secrets as random_tokens
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prober.config import Defaults, Journey, ProberConfig, Step
@@ -59,6 +59,7 @@ class JourneyRunner:
         base_url: str | None = None,
         wall_clock: Callable[[], float] = time.time,
         environ: Mapping[str, str] | None = None,
+        throttle: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -66,6 +67,7 @@ class JourneyRunner:
         self._wall_clock = wall_clock
         self._environ = environ if environ is not None else os.environ
         self._base_headers = tuple(config.target.headers.items())
+        self._throttle = throttle  # awaited with each request's URL: the per-host rate limit
 
     async def run(self, journey: Journey, *, steps: int | None = None) -> RunResult:
         """Run the journey (or only its first `steps` steps) once."""
@@ -108,6 +110,8 @@ class JourneyRunner:
                         )
                     )
                     break
+                if self._throttle is not None:
+                    await self._throttle(request.url)
                 outcome = await session.send(request)
                 result = _judge(step, outcome, scope.captures, request_id)
                 results.append(result)

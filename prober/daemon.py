@@ -1,0 +1,210 @@
+"""`prober run`: wiring, reload, signals, shutdown.
+
+- **Reload** on SIGHUP and when the config file changes (its mtime/size, polled every
+  `RELOAD_POLL` seconds; a deleted file keeps the running config): the new config is
+  validated completely first, then swapped in; unchanged journeys keep their schedule
+  and state. A bad config keeps the old one running, logs every error, and sets
+  `prober_config_last_reload_successful 0`.
+- **Shutdown** on SIGTERM/SIGINT: stop scheduling, let in-flight runs finish within
+  `grace` seconds (default 10, inside Kubernetes' default 30 s termination grace), stop
+  the server, flush the logs, exit 0.
+- **Event-loop lag** is measured by a task that wakes every `LAG_TICK` seconds and
+  notes how late it woke. A run that overlapped a lag spike above `LAG_SPIKE` is marked
+  (`lag_affected` in its log line and status, `prober_lag_affected_runs_total`): latency
+  the prober caused itself is never silently blamed on the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from prober.config import Journey, ProberConfig, load_config
+from prober.errors import ConfigError
+from prober.http import HttpClient
+from prober.journey import JourneyRunner
+from prober.logs import LOGGER, log_run
+from prober.metrics import ProberMetrics
+from prober.results import RunResult
+from prober.scheduler import HostRateLimits, Scheduler
+from prober.server import StatusServer
+from prober.status import StatusBoard, render_page
+
+__all__ = ["DEFAULT_GRACE", "DEFAULT_LISTEN", "Daemon", "LagMonitor"]
+
+DEFAULT_LISTEN = ("0.0.0.0", 9469)
+DEFAULT_GRACE = 10.0
+RELOAD_POLL = 2.0
+LAG_TICK = 0.1
+LAG_SPIKE = 0.05
+
+
+class LagMonitor:
+    """How late the event loop wakes up; remembers recent spikes to mark affected runs."""
+
+    def __init__(self, on_lag: Callable[[float], None] | None = None) -> None:
+        self.spikes: deque[tuple[float, float]] = deque(maxlen=256)  # (end, lag) in monotonic s
+        self.worst_recent = 0.0
+        self._on_lag = on_lag
+
+    async def run(self) -> None:
+        window_start, worst = time.monotonic(), 0.0
+        while True:
+            expected = time.monotonic() + LAG_TICK
+            await asyncio.sleep(LAG_TICK)
+            now = time.monotonic()
+            lag = max(0.0, now - expected)
+            if lag > LAG_SPIKE:
+                self.spikes.append((now, lag))
+            worst = max(worst, lag)
+            if now - window_start >= 1.0:
+                self.worst_recent, worst, window_start = worst, 0.0, now
+                if self._on_lag is not None:
+                    self._on_lag(self.worst_recent)
+
+    def affected(self, started: float, ended: float) -> bool:
+        """Did a spike overlap [started, ended] (monotonic seconds)?"""
+        lagging_now = (
+            time.monotonic() - (ended + LAG_TICK) > LAG_SPIKE
+        )  # the loop is late right now
+        return lagging_now or any(end - lag <= ended and end >= started for end, lag in self.spikes)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: str,
+        config: ProberConfig,
+        *,
+        listen: tuple[str, int] = DEFAULT_LISTEN,
+        grace: float = DEFAULT_GRACE,
+        version: str = "0",
+        reload_poll: float = RELOAD_POLL,
+    ) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.grace = grace
+        self.reload_poll = reload_poll
+        self.metrics = ProberMetrics(version)
+        self.board = StatusBoard(config.service, config_path=config_path)
+        self.lag = LagMonitor(on_lag=self.metrics.loop_lag.set)
+        self._listen = listen
+        self._stop = asyncio.Event()
+        self._file_stamp = _stamp(config_path)
+        self.server: StatusServer | None = None
+        self._runner: JourneyRunner | None = None
+        self._scheduler: Scheduler | None = None
+
+    def _build_runner(self, config: ProberConfig) -> JourneyRunner:
+        client = HttpClient(verify=config.target.tls_verify, ca_file=config.target.tls_ca_file)
+        limits = HostRateLimits(config.defaults.max_requests_per_second)
+        return JourneyRunner(config, client, throttle=limits.acquire)
+
+    def _apply(self, config: ProberConfig) -> None:
+        self.config = config
+        self._runner = self._build_runner(config)
+        self.metrics.configure(config)
+        self.board.configure(
+            config.service, {j.name: j.interval_or(config.defaults) for j in config.journeys}
+        )
+        assert self._scheduler is not None
+        self._scheduler.update(config.journeys, config.defaults)
+
+    async def _run_journey(self, journey: Journey) -> None:
+        assert self._runner is not None
+        started = time.monotonic()
+        result: RunResult = await self._runner.run(journey)
+        affected = self.lag.affected(started, time.monotonic())
+        self.metrics.observe(result, lag_affected=affected)
+        self.board.record(result, lag_affected=affected)
+        log_run(result, lag_affected=affected)
+
+    def ready(self) -> bool:
+        return self.board.ready
+
+    def status(self) -> dict[str, object]:
+        return self.board.snapshot(self.metrics.latency_quantiles)
+
+    def page(self) -> str:
+        return render_page(self.status())
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def reload(self, reason: str) -> bool:
+        """Validate the config file, then swap it in; keep the old one if it is bad."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as error:
+            self.metrics.reload_ok.set(0)
+            LOGGER.error(
+                f"config reload ({reason}) failed; keeping the running config",
+                extra={"path": self.config_path, "errors": [str(issue) for issue in error.issues]},
+            )
+            return False
+        self._apply(config)
+        self.metrics.reload_ok.set(1)
+        LOGGER.info(f"config reloaded ({reason})", extra={"path": self.config_path})
+        return True
+
+    async def _watch_file(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_poll)
+            stamp = _stamp(self.config_path)
+            if stamp is None or stamp == self._file_stamp:
+                continue  # a deleted file keeps the running config
+            self._file_stamp = stamp
+            self.reload("file changed")
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.reload("SIGHUP"))
+        self._scheduler = Scheduler(
+            self._run_journey,
+            max_concurrency=self.config.defaults.max_concurrency,
+            on_lag=self.metrics.schedule_lag.observe,
+            on_overrun=lambda name: self.metrics.overruns.labels(name).inc(),
+        )
+        self.server = StatusServer(
+            self._listen,
+            self.metrics.registry,
+            ready=self.ready,
+            status=self.status,
+            page=self.page,
+        ).start()
+        host, port = self.server.address
+        LOGGER.info("prober started", extra={"listen": f"{host}:{port}", "path": self.config_path})
+        self._apply(self.config)
+        background = [loop.create_task(self.lag.run()), loop.create_task(self._watch_file())]
+        await self._stop.wait()
+        LOGGER.info(
+            "shutting down: draining in-flight runs", extra={"duration_ms": self.grace * 1000}
+        )
+        drained = await self._scheduler.stop(self.grace)
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.server.stop()
+        LOGGER.info("stopped" if drained else "stopped; some runs were cut off at the grace period")
+        for handler in LOGGER.handlers:
+            handler.flush()
+        logging.shutdown()
+        return 0
+
+
+def _stamp(path: str) -> tuple[float, int] | None:
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return (stat.st_mtime, stat.st_size)

@@ -1,0 +1,127 @@
+"""Logs: JSON lines on stdout in the watched API's own shape, or text for people.
+
+JSON fields: `timestamp` (RFC 3339 UTC, milliseconds), `level`, `message`, `service`, and
+where they apply `journey`, `step`, `run_id`, `request_id`, `duration_ms`, `status_code`,
+`reason` — so one pipeline (Fluentd/Vector → CloudWatch/ELK) takes both the API's logs and
+prober's. Every line passes through `redact` as it is written: the one place, so no
+caller can forget.
+
+One line per journey run at info (`journey run`), one per step at debug (`step`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from prober.redaction import redact
+from prober.results import RunResult
+
+__all__ = ["LOGGER", "JsonFormatter", "TextFormatter", "configure_logging", "log_run"]
+
+LOGGER = logging.getLogger("prober")
+_FIELDS = (
+    "journey",
+    "step",
+    "run_id",
+    "request_id",
+    "duration_ms",
+    "status_code",
+    "reason",
+    "success",
+    "failed_step",
+    "lag_affected",
+    "errors",
+    "path",
+    "listen",
+    "version",
+)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+            "service": self.service,
+            "logger": record.name,
+        }
+        for name in _FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(line, default=str, ensure_ascii=False))
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        extras = " ".join(
+            f"{name}={record.__dict__[name]}"
+            for name in _FIELDS
+            if record.__dict__.get(name) is not None
+        )
+        text = f"{stamp} {record.levelname.lower():<7} {record.getMessage()}" + (
+            f"  {extras}" if extras else ""
+        )
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return redact(text)
+
+
+def configure_logging(
+    *, service: str, fmt: str = "json", level: str = "info", stream: TextIO | None = None
+) -> None:
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter())
+    LOGGER.handlers[:] = [handler]
+    LOGGER.setLevel(level.upper())
+    LOGGER.propagate = False
+
+
+def log_run(result: RunResult, *, lag_affected: bool = False) -> None:
+    """One info line per run (warning when it failed); one debug line per step."""
+    failure = result.failure
+    message = "journey run succeeded"
+    if failure is not None:
+        message = f"journey run failed at step {result.failed_step}: {failure.message}"
+    LOGGER.log(
+        logging.INFO if result.success else logging.WARNING,
+        message,
+        extra={
+            "journey": result.journey,
+            "run_id": result.run_id,
+            "success": result.success,
+            "duration_ms": round(result.duration_seconds * 1000, 3),
+            "failed_step": result.failed_step,
+            "reason": failure.reason if failure else None,
+            "status_code": result.failed.status_code if result.failed else None,
+            "lag_affected": lag_affected or None,
+        },
+    )
+    if LOGGER.isEnabledFor(logging.DEBUG):
+        for step in result.steps:
+            LOGGER.debug(
+                step.failure.message if step.failure else "step ok",
+                extra={
+                    "journey": result.journey,
+                    "step": step.name,
+                    "run_id": result.run_id,
+                    "request_id": step.request_id,
+                    "duration_ms": round(step.duration_seconds * 1000, 3),
+                    "status_code": step.status_code,
+                    "reason": step.failure.reason if step.failure else None,
+                },
+            )

@@ -1,0 +1,243 @@
+"""Prometheus exposition: DESIGN's metric table, names and labels exactly as written.
+
+Label values come only from the config (journey and step names, reasons, phases),
+never from responses, so cardinality is bounded by the config. Every label set a config
+implies is created at load (counters start at 0), so `rate()` and `increase()` work from
+the first scrape; a journey removed by a reload has its series removed.
+
+Histogram buckets fit API latencies: 5 ms … 30 s, with 2 s among them because "p95 < 2s"
+is the usual objective. `prober_journey_latency_seconds` comes from in-process sketches
+(`prober.sketch`, ≤ 1% relative error) over 5m and 1h, computed at scrape time.
+
+Beyond DESIGN's table: `prober_journey_overruns_total{journey}` (ticks skipped because the
+previous run was still going), `prober_event_loop_lag_seconds` (how late the event loop
+woke up), `prober_lag_affected_runs_total{journey}` (runs measured while the loop lagged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from prober.config import ProberConfig
+from prober.results import PHASES, REASONS, RunResult
+from prober.sketch import WindowedSketch
+
+__all__ = ["LATENCY_BUCKETS", "QUANTILES", "ProberMetrics"]
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+WINDOWS = {"5m": 300.0, "1h": 3600.0}
+
+
+class ProberMetrics:
+    """Every prober metric, in its own registry; fed with `RunResult`s by the daemon."""
+
+    def __init__(self, version: str, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._monotonic = monotonic
+        self.sketches: dict[str, WindowedSketch] = {}
+        r = self.registry
+        self.probe_success = Gauge(
+            "probe_success",
+            "Last run of the journey succeeded (1) or not (0).",
+            ["journey"],
+            registry=r,
+        )
+        self.probe_duration = Gauge(
+            "probe_duration_seconds", "Duration of the journey's last run.", ["journey"], registry=r
+        )
+        self.step_success = Gauge(
+            "probe_step_success", "Last run of the step succeeded.", ["journey", "step"], registry=r
+        )
+        self.status_code = Gauge(
+            "probe_http_status_code",
+            "HTTP status of the step's last response (0: none).",
+            ["journey", "step"],
+            registry=r,
+        )
+        self.phase_duration = Gauge(
+            "probe_http_duration_seconds",
+            "Duration of each HTTP phase of the step's last request.",
+            ["journey", "step", "phase"],
+            registry=r,
+        )
+        self.cert_expiry = Gauge(
+            "probe_ssl_earliest_cert_expiry",
+            "Expiry of the step's server certificate, unix seconds.",
+            ["journey", "step"],
+            registry=r,
+        )
+        self.runs = Counter(
+            "prober_journey_runs", "Journey runs by result.", ["journey", "result"], registry=r
+        )
+        self.journey_duration = Histogram(
+            "prober_journey_duration_seconds",
+            "Journey run durations.",
+            ["journey"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.step_duration = Histogram(
+            "prober_step_duration_seconds",
+            "Step durations.",
+            ["journey", "step"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.step_failures = Counter(
+            "prober_step_failures",
+            "Step failures by reason.",
+            ["journey", "step", "reason"],
+            registry=r,
+        )
+        self.schedule_lag = Histogram(
+            "prober_schedule_lag_seconds",
+            "Actual minus planned start of journey runs.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.overruns = Counter(
+            "prober_journey_overruns",
+            "Scheduled runs skipped because the previous run was still going.",
+            ["journey"],
+            registry=r,
+        )
+        self.loop_lag = Gauge(
+            "prober_event_loop_lag_seconds",
+            "How late the event loop last woke up (max over the last second).",
+            registry=r,
+        )
+        self.lag_affected = Counter(
+            "prober_lag_affected_runs",
+            "Runs measured while the event loop lagged > 50 ms.",
+            ["journey"],
+            registry=r,
+        )
+        self.reload_ok = Gauge(
+            "prober_config_last_reload_successful",
+            "The last config (re)load succeeded.",
+            registry=r,
+        )
+        self.build_info = Gauge("prober_build_info", "prober's version.", ["version"], registry=r)
+        self.build_info.labels(version).set(1)
+        self.reload_ok.set(1)
+        r.register(_LatencyQuantiles(self))
+        self._journeys: dict[str, tuple[str, ...]] = {}
+
+    def configure(self, config: ProberConfig) -> None:
+        """Create every label set the config implies; drop those of removed journeys/steps."""
+        wanted = {
+            journey.name: tuple(step.name for step in journey.steps) for journey in config.journeys
+        }
+        for name, steps in self._journeys.items():
+            if wanted.get(name) != steps:
+                self._forget(name, steps)
+        for name, steps in wanted.items():
+            if self._journeys.get(name) == steps:
+                continue
+            self.sketches[name] = WindowedSketch(WINDOWS)
+            for result in ("success", "failure"):
+                self.runs.labels(name, result)
+            self.journey_duration.labels(name)
+            self.overruns.labels(name)
+            self.lag_affected.labels(name)
+            for step in steps:
+                self.step_duration.labels(name, step)
+                for reason in REASONS:
+                    self.step_failures.labels(name, step, reason)
+        self._journeys = wanted
+
+    def _forget(self, journey: str, steps: Iterable[str]) -> None:
+        self.sketches.pop(journey, None)
+        for metric in (
+            self.probe_success,
+            self.probe_duration,
+            self.journey_duration,
+            self.overruns,
+            self.lag_affected,
+        ):
+            _remove(metric, journey)
+        for result in ("success", "failure"):
+            _remove(self.runs, journey, result)
+        for step in steps:
+            for metric in (
+                self.step_success,
+                self.status_code,
+                self.cert_expiry,
+                self.step_duration,
+            ):
+                _remove(metric, journey, step)
+            for phase in PHASES:
+                _remove(self.phase_duration, journey, step, phase)
+            for reason in REASONS:
+                _remove(self.step_failures, journey, step, reason)
+
+    def observe(self, result: RunResult, *, lag_affected: bool = False) -> None:
+        """Record one journey run."""
+        name = result.journey
+        self.probe_success.labels(name).set(1 if result.success else 0)
+        self.probe_duration.labels(name).set(result.duration_seconds)
+        self.runs.labels(name, "success" if result.success else "failure").inc()
+        if result.success:
+            self.journey_duration.labels(name).observe(result.duration_seconds)
+            sketch = self.sketches.get(name)
+            if sketch is not None:
+                sketch.add(result.duration_seconds, self._monotonic())
+        if lag_affected:
+            self.lag_affected.labels(name).inc()
+        for step in result.steps:
+            self.step_success.labels(name, step.name).set(1 if step.success else 0)
+            self.status_code.labels(name, step.name).set(step.status_code or 0)
+            self.step_duration.labels(name, step.name).observe(step.duration_seconds)
+            for phase, seconds in step.phases.as_dict().items():
+                self.phase_duration.labels(name, step.name, phase).set(seconds)
+            if step.cert_expiry is not None:
+                self.cert_expiry.labels(name, step.name).set(step.cert_expiry)
+            if step.failure is not None:
+                self.step_failures.labels(name, step.name, step.failure.reason).inc()
+
+    def latency_quantiles(self, journey: str) -> dict[str, dict[float, float | None]]:
+        sketch = self.sketches.get(journey)
+        if sketch is None:
+            return {window: dict.fromkeys(QUANTILES) for window in WINDOWS}
+        return sketch.quantiles(self._monotonic(), QUANTILES)
+
+
+def _remove(metric: Any, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)
+
+
+class _LatencyQuantiles(Collector):
+    """`prober_journey_latency_seconds{journey,quantile,window}`, computed at scrape time."""
+
+    def __init__(self, metrics: ProberMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for journey in list(self._metrics.sketches):
+            for window, values in self._metrics.latency_quantiles(journey).items():
+                for quantile, value in values.items():
+                    if value is not None:
+                        family.add_metric([journey, f"{quantile:g}", window], value)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "prober_journey_latency_seconds",
+            "Percentiles of successful journey run durations over a sliding window (<= 1% error).",
+            labels=["journey", "quantile", "window"],
+        )

@@ -1,0 +1,191 @@
+"""When each journey runs: intervals, spread, jitter, overlap, concurrency, rate limits.
+
+- **Spread.** Each journey's runs sit on a grid `offset + k × interval`, where `offset` is a
+  deterministic fraction of the interval derived from the journey's name (SHA-256), so 500
+  journeys with one interval do not fire in the same millisecond, and a restart keeps
+  the same phase. The *first* run comes sooner — within `min(interval, FIRST_ROUND_SPREAD)`,
+  at the same fraction — so `/readyz` does not wait a whole interval; the runs after it are
+  on the grid.
+- **Jitter.** Each run is delayed by a random `[0, jitter × interval)` on top of its grid time.
+- **No overlap.** A journey never overlaps itself: a tick that finds the previous run still
+  going is skipped and counted (`on_overrun`).
+- **Concurrency.** At most `max_concurrency` runs at once; waiting for a slot shows up as
+  schedule lag (`on_lag`: actual start − planned start, jitter included in the plan).
+- **Rate limit.** `HostRateLimits` spaces the requests to each host at least
+  `1 / max_requests_per_second` apart (an aiolimiter bucket of capacity 1), so the rate is
+  never exceeded in any one-second window — also in the burst after a pause, which a
+  bucket as deep as the rate would let through.
+
+Reload (`update`) keeps the schedule and the in-flight run of every journey whose config
+did not change; changed journeys restart their loop (an in-flight run finishes); removed
+ones stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from aiolimiter import AsyncLimiter
+
+from prober.config import Defaults, Journey
+
+__all__ = [
+    "FIRST_ROUND_SPREAD",
+    "Clock",
+    "HostRateLimits",
+    "Scheduler",
+    "SystemClock",
+    "spread_fraction",
+]
+
+FIRST_ROUND_SPREAD = 5.0
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+
+class SystemClock:
+    """The real clock: the event loop's monotonic time and the wall clock."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+
+def spread_fraction(name: str) -> float:
+    """A stable fraction in [0, 1) from a journey name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class HostRateLimits:
+    """Per-host request spacing: `await limits.acquire(url)` before each request."""
+
+    def __init__(self, max_requests_per_second: float) -> None:
+        self._period = 1.0 / max_requests_per_second
+        self._limiters: dict[str, AsyncLimiter] = {}
+
+    async def acquire(self, url: str) -> None:
+        host = urlsplit(url).netloc.lower()
+        limiter = self._limiters.get(host)
+        if limiter is None:
+            limiter = self._limiters[host] = AsyncLimiter(1, self._period)
+        await limiter.acquire()
+
+
+@dataclass
+class _Entry:
+    journey: Journey
+    interval: float
+    jitter: float
+    loop: asyncio.Task[None] | None = None
+    running: asyncio.Task[None] | None = None
+
+
+class Scheduler:
+    """Runs `run(journey)` for every journey on its schedule until stopped."""
+
+    def __init__(
+        self,
+        run: Callable[[Journey], Awaitable[None]],
+        *,
+        max_concurrency: int,
+        clock: Clock | None = None,
+        on_lag: Callable[[float], None] = lambda lag: None,
+        on_overrun: Callable[[str], None] = lambda name: None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._run = run
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._clock = clock or SystemClock()
+        self._on_lag = on_lag
+        self._on_overrun = on_overrun
+        self._rng = rng or random.Random()
+        self._entries: dict[str, _Entry] = {}
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @property
+    def journeys(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def update(self, journeys: Sequence[Journey], defaults: Defaults) -> None:
+        """Start, keep, restart or stop journey loops to match `journeys`."""
+        wanted = {journey.name: journey for journey in journeys}
+        for name in list(self._entries):
+            entry = self._entries[name]
+            journey = wanted.get(name)
+            interval = journey.interval_or(defaults) if journey else None
+            jitter = journey.jitter_or(defaults) if journey else None
+            if journey == entry.journey and (interval, jitter) == (entry.interval, entry.jitter):
+                continue
+            if entry.loop is not None:
+                entry.loop.cancel()
+            del self._entries[name]
+        for name, journey in wanted.items():
+            if name not in self._entries:
+                entry = _Entry(journey, journey.interval_or(defaults), journey.jitter_or(defaults))
+                entry.loop = asyncio.get_running_loop().create_task(
+                    self._loop(entry), name=f"schedule:{name}"
+                )
+                self._entries[name] = entry
+
+    async def stop(self, grace: float) -> bool:
+        """Stop scheduling; let in-flight runs finish within `grace` seconds. True if all did."""
+        self._stopping = True
+        loops = [entry.loop for entry in self._entries.values() if entry.loop is not None]
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        pending = set(self._in_flight)
+        if not pending:
+            return True
+        _, still_running = await asyncio.wait(pending, timeout=grace)
+        for task in still_running:
+            task.cancel()
+        await asyncio.gather(*still_running, return_exceptions=True)
+        return not still_running
+
+    async def _loop(self, entry: _Entry) -> None:
+        clock = self._clock
+        interval = entry.interval
+        fraction = spread_fraction(entry.journey.name)
+        now = clock.monotonic()
+        planned = now + fraction * min(interval, FIRST_ROUND_SPREAD)
+        grid_offset = fraction * interval
+        while not self._stopping:
+            start_at = planned + self._rng.uniform(0, entry.jitter * interval)
+            delay = start_at - clock.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if entry.running is not None and not entry.running.done():
+                self._on_overrun(entry.journey.name)
+            else:
+                task = asyncio.get_running_loop().create_task(self._start(entry.journey, start_at))
+                entry.running = task
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            # Next grid point strictly after the one just used (skipping any missed ones).
+            now = clock.monotonic()
+            planned = (
+                grid_offset + (int((max(now, planned) - grid_offset) // interval) + 1) * interval
+            )
+
+    async def _start(self, journey: Journey, planned: float) -> None:
+        async with self._slots:
+            self._on_lag(max(0.0, self._clock.monotonic() - planned))
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._run(journey)
