@@ -306,6 +306,8 @@ class WindowedSketch:
         the newest slot."""
         if not -math.inf < now < math.inf:
             raise ValueError(f"now must be a finite time, got {now!r}")
+        if not 0.0 <= value < math.inf:  # checked before `now` moves the clock
+            raise ValueError(f"value must be finite and >= 0, got {value!r}")
         with self._lock:
             if now > self._latest:
                 self._latest = now
@@ -315,7 +317,7 @@ class WindowedSketch:
                 slots[-1][1].add(value)
                 return
             sketch = LogSketch(self._relative_accuracy)
-            sketch.add(value)  # raises before the new slot is kept
+            sketch.add(value)
             slots.append((index, sketch))
             oldest_kept = index - self._max_slots
             while slots[0][0] <= oldest_kept:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -281,34 +279,6 @@ def test_wait_ready_waits_for_rollout() -> None:
         timer.join()
         late.stop()
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-class _EchoHandler(BaseHTTPRequestHandler):
-    """Answers 400 with the request (path and body) echoed back: an API that leaks."""
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        payload = json.dumps({"path": self.path, "received": json.loads(body or b"null")}).encode()
-        self.send_response(400)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def echo_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_secret_never_appears_in_any_output(echo_server: str, tmp_path: Path) -> None:
