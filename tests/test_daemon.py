@@ -131,12 +131,12 @@ SECRET_ENV = {"DEMO_PASSWORD": "demo-password"}
 def sample(metrics: str, name: str, **labels: str) -> float | None:
     """The value of one series in an exposition text, or None."""
     for line in metrics.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
+        series, _, value = line.rpartition(" ")
+        if series.split("{")[0] != name:
             continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
-        if line.startswith(name + " ") or all(found.get(k) == v for k, v in labels.items()):
-            if line.split("{")[0].split(" ")[0] == name:
-                return float(line.rsplit(" ", 1)[1])
+        found = dict(re.findall(r'(\w+)="([^"]*)"', series))
+        if all(found.get(key) == wanted for key, wanted in labels.items()):
+            return float(value)
     return None
 
 
@@ -173,8 +173,10 @@ def test_serves_metrics_status_and_page(sample_api: SampleAPI, start_daemon: Cal
     assert [step["name"] for step in chat["last_run"]["steps"]] == ["login", "send-message"]
     assert set(chat["latency_seconds"]["5m"]) == {"p50", "p90", "p95", "p99"}
     code, page, headers = daemon.get("/")
-    assert code == 200 and headers["Content-Type"].startswith("text/html")
-    assert "healthcheck" in page and "chat" in page
+    assert code == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert "healthcheck" in page
+    assert "chat" in page
 
 
 def test_openmetrics_negotiation(sample_api: SampleAPI, start_daemon: Callable[..., Daemon]) -> None:
@@ -264,7 +266,8 @@ def test_json_log_shape(sample_api: SampleAPI, start_daemon: Callable[..., Daemo
     lines = daemon.logs()
     run_lines = [line for line in lines if line["message"].startswith("journey run")]
     step_lines = [line for line in lines if line.get("step")]
-    assert run_lines and step_lines
+    assert run_lines
+    assert step_lines
     for line in run_lines:
         assert {"timestamp", "level", "message", "service", "journey", "run_id", "duration_ms"} <= set(line)
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["timestamp"])
