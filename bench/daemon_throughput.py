@@ -1,0 +1,149 @@
+"""The daemon at scale: N journeys × 1 GET every second against nginx on loopback, for a
+bounded time, in this process. Prints sustained runs/s, schedule lag p50/p99, RSS and
+CPU-ms per probe — beside blackbox_exporter's CPU-ms per probe (Debian package, driven by
+`wrk` on its /probe endpoint against the same nginx, same run).
+
+Targets (issue #3): >= 900 runs/s with 1,000 journeys, lag p99 <= 20 ms, RSS <= 150 MiB;
+idle (10 journeys at 30 s) <= 1% of one core: `--journeys 10 --interval 30s --seconds 60`.
+
+    python bench/daemon_throughput.py [--journeys 1000] [--interval 1s] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from _servers import blackbox_exporter, cpu_seconds, free_port, nginx
+
+from prober.config import parse_config
+from prober.daemon import Daemon
+from prober.logs import configure_logging
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def measure_prober(url: str, journeys: int, interval: str, seconds: float, warmup: float) -> None:
+    config_text = (
+        f"target: {{base_url: '{url}'}}\n"
+        f"defaults: {{interval: {interval}, timeout: 5s, jitter: 0%, max_concurrency: 500,"
+        " max_requests_per_second: 100000}\n"
+        "journeys:\n"
+        + "".join(f"  - {{name: j{i:04d}, steps: [{{name: get, url: /health}}]}}\n" for i in range(journeys))
+    )
+    path = Path(f"/tmp/prober-bench-{os.getpid()}.yaml")
+    path.write_text(config_text)
+    config = parse_config(config_text)
+    with open(os.devnull, "w") as sink:
+        configure_logging(service="bench", stream=sink)
+        daemon = Daemon(str(path), config, listen=("127.0.0.1", free_port()), version="bench")
+        lags: list[float] = []
+        original = daemon.metrics.schedule_lag
+        marks: dict[str, float] = {}
+
+        class Recorder:
+            def observe(self, value: float) -> None:
+                if "start" in marks:
+                    lags.append(value)
+                original.observe(value)
+
+        daemon.metrics.schedule_lag = Recorder()  # type: ignore[assignment]
+
+        def runs() -> float:
+            return sum(
+                sample.value
+                for metric in daemon.metrics.runs.collect()
+                for sample in metric.samples
+                if sample.name.endswith("_total")
+            )
+
+        def start_window() -> None:
+            marks["start"] = time.monotonic()
+            marks["cpu"] = resource.getrusage(resource.RUSAGE_SELF)[0] + resource.getrusage(resource.RUSAGE_SELF)[1]
+            marks["runs"] = runs()
+
+        def end_window() -> None:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            marks["cpu_end"] = usage[0] + usage[1]
+            marks["runs_end"] = runs()
+            marks["end"] = time.monotonic()
+            marks["rss"] = rss_mib()
+            daemon.request_stop()
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(warmup, start_window)
+            loop.call_later(warmup + seconds, end_window)
+            await daemon.run()
+
+        asyncio.run(main())
+    path.unlink()
+    elapsed = marks["end"] - marks["start"]
+    done = marks["runs_end"] - marks["runs"]
+    cpu = marks["cpu_end"] - marks["cpu"]
+    print(f"prober: {journeys} journeys every {interval}, {seconds:g} s measured after {warmup:g} s warm-up")
+    print(f"  sustained runs/s:        {done / elapsed:8.1f}")
+    print(f"  schedule lag p50 / p99:  {percentile(lags, 0.5) * 1000:8.2f} / {percentile(lags, 0.99) * 1000:.2f} ms")
+    print(f"  RSS at end:              {marks['rss']:8.1f} MiB")
+    print(f"  CPU:                     {cpu / elapsed * 100:8.1f}% of one core;"
+          f" {cpu / done * 1000 if done else float('nan'):.3f} CPU-ms per probe")
+
+
+def measure_blackbox(url: str, seconds: float) -> None:
+    if shutil.which("wrk") is None:
+        print("blackbox_exporter: skipped (apt-get install wrk)")
+        return
+    with blackbox_exporter() as (exporter, pid):
+        target = f"{exporter}/probe?module=http_2xx&target={url}/health"
+        subprocess.run(["wrk", "-t1", "-c8", "-d2s", target], capture_output=True, check=False)  # warm-up
+        before = cpu_seconds(pid)
+        output = subprocess.run(
+            ["wrk", "-t1", "-c16", f"-d{int(seconds)}s", target], capture_output=True, text=True, check=False
+        ).stdout
+        cpu = cpu_seconds(pid) - before
+    match = re.search(r"(\d+) requests in ([\d.]+)s", output)
+    if not match:
+        print(f"blackbox_exporter: could not read wrk's output:\n{output}")
+        return
+    probes, duration = int(match.group(1)), float(match.group(2))
+    print(f"blackbox_exporter (same nginx, wrk -c16 on /probe, {duration:.0f} s):")
+    print(f"  probes/s:                {probes / duration:8.1f}")
+    print(f"  CPU:                     {cpu / duration * 100:8.1f}% of one core; {cpu / probes * 1000:.3f} CPU-ms per probe")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--journeys", type=int, default=1000)
+    parser.add_argument("--interval", default="1s")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--no-blackbox", action="store_true")
+    args = parser.parse_args()
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
+    with nginx() as url:
+        measure_prober(url, args.journeys, args.interval, args.seconds, args.warmup)
+        if not args.no_blackbox:
+            measure_blackbox(url, min(args.seconds, 10))
+
+
+if __name__ == "__main__":
+    main()
