@@ -1,11 +1,13 @@
 # Two entry points for a new machine (see README "Quick start"):
-#   make demo   set up, start the bundled sample API, run `prober run-once` against it
+#   make demo   set up, start the bundled sample API and the daemon against it (Ctrl-C stops)
 #   make test   set up with dev extras, then lint, type-check and run every test
+# and one more for the CI gate:
+#   make demo-once   start the sample API, run `prober run-once` against it, print the summary
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench golden clean
+.PHONY: demo demo-once test lint bench golden clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +18,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed
+	$(BIN)/prober demo --log-format text
+
+demo-once: $(VENV)/.installed
 	@port=$$($(BIN)/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
 	log=$$(mktemp); \
 	$(BIN)/python -m prober.demo --port $$port >$$log 2>&1 & pid=$$!; \
@@ -37,6 +42,7 @@ golden: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run_once_wall.py
 	$(BIN)/python bench/step_overhead.py
+	$(BIN)/python bench/daemon_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

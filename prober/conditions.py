@@ -8,14 +8,33 @@ A condition is `SUBJECT OP VALUE`, `SUBJECT exists` or `SUBJECT not exists`:
 
 Subjects: `status`, `latency` (this step), `body` (text), `header.NAME`
 (case-insensitive), `json.PATH` (RFC 9535 JSONPath `$.PATH`) and `json` (the whole
-body). Values are JSON/YAML literals; `latency` takes durations.
+body). A path that asks for every item — a wildcard (`json.items[*].id`), a slice
+(`json.items[0:2]`) or several selectors (`json.items[0, 1]`) — always gives a list,
+even of one match, so that `contains` means the same however many items the response
+holds. Any other path (names, indexes, a filter `[?@.id == 7]` or a descendant search
+`json..token`, which look for one node) gives the value when one node matches and the
+list of values when several do.
+
+Values are JSON/YAML literals; `latency` takes durations. Only JSON's types are read,
+and a YAML reading that cannot mean what was written is refused at load with a hint to
+quote the value, never guessed: an unquoted date (`2024-01-01`, which YAML reads as a
+date that no JSON value equals; also `!!timestamp` and `!!binary`), and a `#` at the
+start of a value or after a space, which YAML reads as a comment
+(`json.color == #fff` would silently mean `== null`). `!!set`, `!!omap` and `!!pairs`
+read as the plain mapping or list they are written as.
+
+Equality is JSON's: `true` is not `1` at any depth. Text and numbers meet only through
+the text's spelling (`header.x-count == 42`); text that is not a number never equals
+one, so `!=`, `in`, `not in` and `contains` simply compare, and only the ordering
+operators (and `==`, to explain a failure) say "not a number".
 
 Conditions are parsed once, at config load (`parse_condition` raises
 `ConditionSyntaxError` naming what is wrong), and evaluated per response as a pure
 function of (condition, response). A failed evaluation is data: a `Check` with the
 resolved value in its message (`expected status == 200, got 503`) — what a person
 reading a failure needs. A value that cannot be read (invalid JSON, a header that is
-not a number) fails the condition and says so; it is never read as 0.
+not a number) fails the condition and says so; it is never read as 0 — nor as absent:
+`json.x not exists` fails on a body that is not JSON. `evaluate` never raises.
 """
 
 from __future__ import annotations
@@ -29,6 +48,7 @@ from typing import Any, Protocol
 
 import jsonpath_rfc9535
 import yaml
+from jsonpath_rfc9535.selectors import SliceSelector, WildcardSelector
 
 from prober.units import parse_duration
 
@@ -58,6 +78,9 @@ OPERATORS = (
     "in",
 )
 _ORDERING = {"<", "<=", ">", ">="}
+#: What reading a value can raise besides the reader's own error type: PyYAML's
+#: constructors, `re.compile` and the JSONPath compiler let these escape for some inputs.
+_UNREADABLE = (ValueError, TypeError, AttributeError, OverflowError, RecursionError)
 _VALUE_SHOWN_CHARS = 120
 
 
@@ -91,6 +114,13 @@ class _Missing:
         self.why = why
 
 
+class _Unreadable(_Missing):
+    """The response cannot be read as the subject needs (not JSON): nothing can be said
+    about the value, so neither `exists` nor `not exists` holds."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class Subject:
     """What a condition or a capture reads from a response: `status`, `json.a.b`, …"""
@@ -99,6 +129,7 @@ class Subject:
     kind: str  # status | latency | body | header | json
     name: str = ""  # the header name, lower-cased
     query: jsonpath_rfc9535.JSONPathQuery | None = None
+    every_item: bool = False  # the query asks for every item: its value is always a list
 
     def extract(self, observed: Observed) -> Any:
         """The subject's value, or a `_Missing` saying why there is none."""
@@ -114,13 +145,16 @@ class Subject:
         try:
             document = observed.json()
         except ValueError:
-            return _Missing("body is not valid JSON")
+            return _Unreadable("body is not valid JSON")
         if self.query is None:
             return document
-        nodes = self.query.find(document)
+        try:
+            nodes = self.query.find(document)
+        except jsonpath_rfc9535.JSONPathError as error:  # e.g. `..` through a very deep body
+            return _Unreadable(f"body cannot be searched: {error}")
         if not nodes:
             return _Missing("not found")
-        if len(nodes) == 1:
+        if len(nodes) == 1 and not self.every_item:
             return nodes[0].value
         return [node.value for node in nodes]
 
@@ -146,11 +180,23 @@ def parse_subject(text: str) -> Subject:
         path = text[len("json") :]
         try:
             query = jsonpath_rfc9535.compile("$" + path)
-        except jsonpath_rfc9535.JSONPathError as error:
+        except (jsonpath_rfc9535.JSONPathError, *_UNREADABLE) as error:
+            # The library's own error, or e.g. OverflowError for a literal like 1e999.
             raise ConditionSyntaxError(f"invalid JSONPath {'$' + path!r}: {error}") from None
-        return Subject(text=text, kind="json", query=query)
+        return Subject(text=text, kind="json", query=query, every_item=_asks_for_every_item(query))
     raise ConditionSyntaxError(
         f"unknown subject {text!r}: expected status, latency, body, header.NAME, json or json.PATH"
+    )
+
+
+def _asks_for_every_item(query: jsonpath_rfc9535.JSONPathQuery) -> bool:
+    """A wildcard, a slice or several selectors in one segment: the path names a list of
+    nodes, not one, so its value must stay a list when only one node happens to match
+    (else `items[*].name contains "an"` would turn into a substring test)."""
+    return any(
+        len(segment.selectors) > 1 or isinstance(selector, WildcardSelector | SliceSelector)
+        for segment in query.segments
+        for selector in segment.selectors
     )
 
 
@@ -172,13 +218,21 @@ class Condition:
     expected: Any = None
 
     def evaluate(self, observed: Observed) -> Check:
-        """Check this condition against a response."""
+        """Check this condition against a response; never raises (a failing target is data)."""
+        try:
+            return self._evaluate(observed)
+        except Exception as error:  # a response shape no rule foresaw: still a result
+            return self._fail(f"a value that cannot be compared ({type(error).__name__}: {error})")
+
+    def _evaluate(self, observed: Observed) -> Check:
         actual = self.subject.extract(observed)
         if self.operator == "exists":
             if isinstance(actual, _Missing):
                 return self._fail(f"nothing ({actual.why})")
             return Check(True, self.text)
         if self.operator == "not exists":
+            if isinstance(actual, _Unreadable):
+                return self._fail(f"nothing ({actual.why})")  # unreadable is not absent
             if isinstance(actual, _Missing):
                 return Check(True, self.text)
             return self._fail(_show(actual, self.subject.kind))
@@ -251,12 +305,7 @@ def _parse_value(value_text: str, subject: Subject, operator: str) -> Any:
             return parse_duration(value_text)
         except ValueError as error:
             raise ConditionSyntaxError(str(error)) from None
-    try:
-        value = yaml.safe_load(value_text)
-    except yaml.YAMLError:
-        raise ConditionSyntaxError(
-            f"invalid value {value_text!r}: not a JSON/YAML literal"
-        ) from None
+    value = _load_literal(value_text)
     if operator in ("in", "not in") and not isinstance(value, list):
         raise ConditionSyntaxError(
             f"{operator!r} needs a list, e.g. [200, 201], got {value_text!r}"
@@ -268,7 +317,7 @@ def _parse_value(value_text: str, subject: Subject, operator: str) -> Any:
             )
         try:
             return re.compile(value)
-        except re.error as error:
+        except (re.error, *_UNREADABLE) as error:  # OverflowError: a{99999999999}
             raise ConditionSyntaxError(f"invalid regular expression {value!r}: {error}") from None
     if operator in _ORDERING and not _is_number(value):
         raise ConditionSyntaxError(f"{operator!r} needs a number, got {value_text!r}")
@@ -279,6 +328,77 @@ def _parse_value(value_text: str, subject: Subject, operator: str) -> Any:
     return value
 
 
+_YAML = "tag:yaml.org,2002:"
+
+
+class _LiteralLoader(yaml.SafeLoader):
+    """SafeLoader reading JSON's types only: no dates, sets, ordered maps or bytes."""
+
+
+class _NotJson(yaml.YAMLError):
+    """YAML reads the value as a type JSON lacks, so no response could ever equal it."""
+
+
+_NOT_JSON_TYPES = {_YAML + "timestamp": "a date", _YAML + "binary": "bytes"}
+
+
+def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise _NotJson(f"YAML reads it as {_NOT_JSON_TYPES[node.tag]}, which JSON has no type for")
+
+
+def _construct_plain(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """A set or ordered map: read as the plain mapping or list it is written as."""
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    raise yaml.constructor.ConstructorError(
+        None, None, f"{node.tag} needs a mapping or a list", node.start_mark
+    )
+
+
+_LiteralLoader.add_constructor(_YAML + "timestamp", _refuse_tag)
+_LiteralLoader.add_constructor(_YAML + "binary", _refuse_tag)
+_LiteralLoader.add_constructor(_YAML + "set", _construct_plain)
+_LiteralLoader.add_constructor(_YAML + "omap", _construct_plain)
+_LiteralLoader.add_constructor(_YAML + "pairs", _construct_plain)
+
+
+def _load_literal(value_text: str) -> Any:
+    """The JSON/YAML literal `value_text`; refuses what is not one, or is only partly one."""
+    try:
+        loader = _LiteralLoader(value_text)  # refuses unprintable characters already
+        try:
+            node = loader.get_single_node()
+            value = None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except _NotJson as error:
+        raise ConditionSyntaxError(
+            f"invalid value {value_text!r}: {error}; quote it to compare text"
+        ) from None
+    except (yaml.YAMLError, *_UNREADABLE):
+        raise ConditionSyntaxError(
+            f"invalid value {value_text!r}: not a JSON/YAML literal"
+        ) from None
+    if _ignores_text(node, value_text):
+        hint = ""
+        if "#" in value_text:
+            quoted = json.dumps(value_text)
+            hint = f"; YAML reads '#' here as a comment: quote text holding one, e.g. {quoted}"
+        raise ConditionSyntaxError(f"invalid value {value_text!r}: not a JSON/YAML literal{hint}")
+    return value
+
+
+def _ignores_text(node: yaml.Node | None, value_text: str) -> bool:
+    """Whether YAML read less than the whole text: a `#` comment, after a space or at the
+    start (`#fff` is no value at all), or a document marker (`--- # x`), leaving null."""
+    if node is None or node.end_mark.index < len(value_text):
+        return True
+    empty = isinstance(node, yaml.ScalarNode) and node.style is None and node.value == ""
+    return empty and not value_text.startswith("!")  # `!!str` and `!!null` mean what they say
+
+
 class _Incomparable(Exception):
     """The actual value cannot be compared the way the condition asks."""
 
@@ -287,28 +407,48 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _number(actual: Any) -> float:
+def _text_number(text: str) -> float | None:
+    """The finite number a header or body text holds, or None (never 0 for "abc")."""
+    try:
+        number = float(text.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _number(actual: Any) -> int | float:
     """Numbers compare as numbers; a header or body text that holds one is read as one."""
     if _is_number(actual):
-        return float(actual)
-    if isinstance(actual, str):
-        try:
-            number = float(actual.strip())
-        except ValueError:
-            raise _Incomparable("not a number") from None
-        if math.isfinite(number):
-            return number
-    raise _Incomparable("not a number")
+        number: int | float = actual  # an int stays one: a huge JSON integer has no float
+        return number
+    text_number = _text_number(actual) if isinstance(actual, str) else None
+    if text_number is None:
+        raise _Incomparable("not a number")
+    return text_number
 
 
 def _equal(actual: Any, expected: Any) -> bool:
+    """JSON equality, at every depth: true is not 1; text equals a number it spells."""
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return type(actual) is type(expected) and bool(actual == expected)
     if _is_number(expected) and isinstance(actual, str):
-        return bool(_number(actual) == expected)
+        return bool(_text_number(actual) == expected)
     if isinstance(expected, str) and _is_number(actual):
         return str(actual) == expected
-    if isinstance(actual, bool) != isinstance(expected, bool):
-        return False  # JSON true is not 1
+    if isinstance(actual, list) and isinstance(expected, list):
+        return len(actual) == len(expected) and all(map(_equal, actual, expected))
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        return actual.keys() == expected.keys() and all(
+            _equal(actual[key], expected[key]) for key in actual
+        )
     return bool(actual == expected)
+
+
+def _equal_explained(actual: Any, expected: Any) -> bool:
+    """`==`: `_equal`, but text that is no number is called so in the failure message."""
+    if _is_number(expected) and isinstance(actual, str) and _text_number(actual) is None:
+        raise _Incomparable("not a number")
+    return _equal(actual, expected)
 
 
 def _contains(actual: Any, expected: Any) -> bool:
@@ -317,7 +457,7 @@ def _contains(actual: Any, expected: Any) -> bool:
     if isinstance(actual, list):
         return any(_equal(item, expected) for item in actual)
     if isinstance(actual, dict):
-        return expected in actual
+        return any(_equal(key, expected) for key in actual)  # JSON keys are text
     raise _Incomparable("neither text, list nor object")
 
 
@@ -327,7 +467,7 @@ def _matches(actual: Any, expected: re.Pattern[str]) -> bool:
 
 
 _COMPARE: Mapping[str, Callable[[Any, Any], bool]] = {
-    "==": _equal,
+    "==": _equal_explained,
     "!=": lambda actual, expected: not _equal(actual, expected),
     "<": lambda actual, expected: _number(actual) < expected,
     "<=": lambda actual, expected: _number(actual) <= expected,

@@ -21,13 +21,16 @@ client's own overhead is not blamed on the target:
     transfer    response headers received → body complete
 
 A reused connection reports zero resolve/connect/tls. A step's duration runs from the
-start of its first phase to the end of the body.
+start of its first phase to the end of the body. A response that cannot have a body (to a
+HEAD request; 1xx, 204, 304) is never refused by the body cap, whatever its
+Content-Length announces.
 
 A failing target never raises out of here: `HttpSession.send` returns an `HttpFailure`
 with one reason of `prober.results.REASONS`. httpcore's exceptions are translated at
 exactly one boundary (`_classify`), refined by the phase in which they happened; a test
 checks that every httpcore exception type is mapped. A timeout while resolving is a
-`dns` failure; any other timeout is `timeout`.
+`dns` failure; any other timeout is `timeout`. An unparsable redirect `Location` is an
+`other` failure. URLs in failure messages have secrets masked however they are encoded.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
+from urllib.parse import unquote
 
 import certifi
 import httpcore
@@ -154,7 +158,8 @@ class HttpResponse:
         if self._json is _UNSET:
             try:
                 self._json = json.loads(self.body)
-            except (ValueError, UnicodeDecodeError) as error:
+            except (ValueError, UnicodeDecodeError, RecursionError) as error:
+                # RecursionError: nested deeper than the parser goes, e.g. `[[[[...`.
                 self._json = _InvalidJson(str(error))
         if isinstance(self._json, _InvalidJson):
             raise ValueError(f"body is not valid JSON: {self._json.why}")
@@ -208,6 +213,13 @@ class _ResolvingBackend(httpcore.AsyncNetworkBackend):
         self.resolve_seconds = 0.0
         self.resolving = False
 
+    def begin_request(self) -> None:
+        """Forget the previous request's resolve: a request on a reused connection
+        resolves nothing, so it must report resolve == 0, and a request only fails
+        "while resolving" if it resolved."""
+        self.resolve_seconds = 0.0
+        self.resolving = False
+
     async def connect_tcp(
         self,
         host: str,
@@ -245,8 +257,10 @@ class _ResolvingBackend(httpcore.AsyncNetworkBackend):
         except socket.gaierror as error:
             raise _DnsFailure(f"cannot resolve {host!r}: {error.strerror or error}") from None
         finally:
-            self.resolving = False
             self.resolve_seconds = time.perf_counter() - started
+        # Cleared only once resolved: a timeout cancels getaddrinfo and unwinds through
+        # here before `_classify` runs, which must still see that we were resolving.
+        self.resolving = False
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
             raise _DnsFailure(f"cannot resolve {host!r}: no addresses")
@@ -369,13 +383,24 @@ class HttpSession:
             ):
                 outcome.phases, outcome.duration = phases, duration
                 return outcome
-            url = str(httpx.URL(url).join(location))
+            try:
+                url = str(httpx.URL(url).join(location))
+            except (httpx.InvalidURL, ValueError, TypeError) as error:
+                # The Location comes from the target: a bad one is its fault, not ours.
+                failure = Failure(
+                    "other",
+                    f"redirect to an invalid Location {_redact_url(location)!r}:"
+                    f" {redact(str(error))}",
+                )
+                return HttpFailure(failure, phases, duration)
             params = None
             if outcome.status_code == 303 or (
                 outcome.status_code in (301, 302) and method == "POST"
             ):
                 method, json_body, content = "GET", None, None
-        failure = Failure("other", f"more than {MAX_REDIRECTS} redirects (last: {redact(url)})")
+        failure = Failure(
+            "other", f"more than {MAX_REDIRECTS} redirects (last: {_redact_url(url)})"
+        )
         return HttpFailure(failure, phases, duration)
 
     async def _send_once(
@@ -390,6 +415,7 @@ class HttpSession:
     ) -> HttpResponse | HttpFailure:
         timeline = _Timeline()
         body_end: float | None = None
+        self._backend.begin_request()
         try:
             built = httpx.Request(
                 method, url, params=params, headers=request.headers, json=json_body, content=content
@@ -421,7 +447,7 @@ class HttpSession:
                 response = await self._pool.handle_async_request(core_request)
                 try:
                     length = _content_length(response.headers)
-                    if length is not None and length > cap:
+                    if length is not None and length > cap and _has_body(method, response.status):
                         return self._too_large(cap, timeline, built)
                     chunks: list[bytes] = []
                     received = 0
@@ -517,6 +543,24 @@ def _describe(error: BaseException) -> str:
     if not messages:
         return type(error).__name__
     return messages[-1] if len(messages[-1]) > 8 else messages[0]
+
+
+def _redact_url(url: str) -> str:
+    """`url` for a failure message, with secrets masked however the URL encodes them.
+
+    httpx normalises escapes its own way (`p@ss w` becomes `p@ss%20w`, which is none of
+    the encodings `redact` knows) and a target's Location may use any other, so secrets
+    are masked in the URL as written, then again with its escapes decoded.
+    """
+    return redact(unquote(redact(url)))
+
+
+def _has_body(method: str, status: int) -> bool:
+    """Whether a response carries a body (RFC 9110 §6.4.1): not to HEAD, not 1xx/204/304.
+
+    Their Content-Length describes a body that is never sent, so the cap must not apply.
+    """
+    return method.upper() != "HEAD" and not (100 <= status < 200 or status in (204, 304))
 
 
 def _elapsed(timeline: _Timeline, end: float | None) -> float:

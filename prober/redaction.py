@@ -4,8 +4,9 @@ Every `${secret.NAME}` value is registered here when the config is loaded and ag
 whenever it is rendered; every output that leaves prober (reports, the summary
 table, log lines, error messages, status pages) passes through `redact`. Each secret
 is matched raw and in the encodings in which an error message or an echoed request
-would carry it (percent-encoded, form-encoded, JSON-escaped), since exception texts
-from the HTTP layer echo URLs and bodies.
+would carry it (percent-encoded with and without `/` kept, form-encoded, JSON-escaped
+with and without non-ASCII escaped), since exception texts from the HTTP layer echo URLs
+and bodies.
 
 This module holds prober's only process-wide mutable state, the default registry.
 """
@@ -38,9 +39,7 @@ class SecretRegistry:
             self._values.add(value)
             variants: set[str] = set()
             for secret in self._values:
-                variants.update(
-                    (secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1])
-                )
+                variants.update(_encodings(secret))
             ordered = sorted(variants, key=len, reverse=True)  # longest first: no partial masks
             self._pattern = re.compile("|".join(re.escape(variant) for variant in ordered))
 
@@ -56,6 +55,18 @@ class SecretRegistry:
         with self._lock:
             self._values.clear()
             self._pattern = None
+
+
+def _encodings(secret: str) -> tuple[str, ...]:
+    """The spellings in which `secret` can leave prober inside a URL, a form or JSON."""
+    return (
+        secret,
+        quote(secret, safe=""),  # a query value or path segment encoded whole
+        quote(secret),  # a URL path, '/' kept as it is (safe='/'): a%20b/c
+        quote_plus(secret),  # a form body or query string: a+b
+        json.dumps(secret)[1:-1],  # JSON, non-ASCII escaped: p\u00e4ss
+        json.dumps(secret, ensure_ascii=False)[1:-1],  # JSON as httpx writes it: pä\"ss
+    )
 
 
 secrets = SecretRegistry()

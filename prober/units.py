@@ -7,22 +7,30 @@ fraction in [0, 1] (`0.995`); everything inside prober works with fractions.
 
 Every unreadable value raises `ValueError` with a message meant for the operator;
 nothing is ever silently read as 0.
+
+Decimal text is read exactly (as a `Fraction`) and rounded to a float once, at the
+end, so that every spelling of one duration gives the same float (`9ms`, `0.009s` and
+`0.009` are all `0.009`, where `9 * 0.001` would not be) and `format_duration`
+round-trips.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
+from fractions import Fraction
 
 __all__ = ["format_duration", "parse_duration", "parse_percent", "parse_size"]
 
-_DURATION_UNITS = {
-    "ms": 0.001,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-    "w": 7 * 86400.0,
+#: Whole milliseconds per unit: integers, so that a duration is computed without float error.
+_DURATION_UNITS_MS = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60 * 1000,
+    "h": 3600 * 1000,
+    "d": 86400 * 1000,
+    "w": 7 * 86400 * 1000,
 }
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _SIZE_UNITS = {
@@ -43,7 +51,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _to_float(value)
     elif isinstance(value, str):
         seconds = _parse_duration_text(value.strip())
     else:
@@ -58,31 +66,45 @@ def _parse_duration_text(text: str) -> float:
         return float(text)
     except ValueError:
         pass
-    position, total = 0, 0.0
+    position, milliseconds = 0, Fraction(0)
     for match in _DURATION_PART.finditer(text):
         if match.start() != position:
             break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        milliseconds += Fraction(match.group(1)) * _DURATION_UNITS_MS[match.group(2)]
         position = match.end()
     if position == 0 or position != len(text):
         raise ValueError(
             f"invalid duration {text!r}: use a number and a unit (ms, s, m, h, d, w), e.g. '30s'"
         )
-    return total
+    return _to_float(milliseconds / 1000)
+
+
+def _to_float(number: int | float | Fraction) -> float:
+    """`float(number)`, rounded once; too large for a float is infinite (refused by callers)."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest exact config spelling of a duration: 3600 → `1h`, 0.25 → `250ms`."""
-    if seconds == 0:
+    """The shortest exact config spelling of a duration: 3600 → `1h`, 0.25 → `250ms`.
+
+    Works on the float's shortest decimal spelling (`repr`), exactly, so that
+    `parse_duration(format_duration(x)) == x` for every finite, non-negative `x`.
+    """
+    if not math.isfinite(seconds):
+        return f"{seconds}s"  # not a duration prober accepts; shown as it is
+    spelling = repr(float(seconds))
+    milliseconds = Fraction(spelling) * 1000
+    if milliseconds == 0:
         return "0s"
-    for unit in ("w", "d", "h", "m", "s"):
-        size = _DURATION_UNITS[unit]
-        if seconds >= size and (seconds / size).is_integer():
-            return f"{int(seconds / size)}{unit}"
-    milliseconds = seconds * 1000
-    if milliseconds.is_integer():
-        return f"{int(milliseconds)}ms"
-    return f"{seconds:g}s"
+    for unit in ("w", "d", "h", "m", "s", "ms"):
+        size = _DURATION_UNITS_MS[unit]
+        if milliseconds >= size and milliseconds % size == 0:
+            return f"{milliseconds // size}{unit}"
+    # Not a whole number of milliseconds: plain decimal seconds (the parser takes no exponent).
+    return f"{Decimal(spelling):f}s"
 
 
 def parse_percent(value: object) -> float:
@@ -102,7 +124,7 @@ def parse_percent(value: object) -> float:
             except ValueError:
                 raise ValueError(f"invalid percentage {value!r}: expected e.g. '99.5%'") from None
     elif isinstance(value, int | float):
-        fraction = float(value)
+        fraction = _to_float(value)
     else:
         raise ValueError(f"invalid percentage {value!r}: expected e.g. '99.5%'")
     if not math.isfinite(fraction) or not 0 <= fraction <= 1:
@@ -123,9 +145,21 @@ def parse_size(value: object) -> int:
         match = _SIZE.fullmatch(value.strip().lower())
         if match is None or match.group(2) not in _SIZE_UNITS:
             raise ValueError(f"invalid size {value!r}: expected e.g. '1MiB', '512KiB' or bytes")
-        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+        size = _size_bytes(value, Fraction(match.group(1)), match.group(2))
     else:
         raise ValueError(f"invalid size {value!r}: expected e.g. '1MiB'")
     if size <= 0:
         raise ValueError(f"invalid size {value!r}: must be positive")
     return size
+
+
+def _size_bytes(value: str, number: Fraction, unit: str) -> int:
+    """Whole bytes, computed exactly: `2.01kb` is 2010, not int(2.01 * 1000) == 2009.
+
+    A fraction of a unit rounds to the nearest byte (`0.3KiB` is 307); a fraction of
+    a byte cannot be sent, so `1.5` or `1.5b` is refused rather than guessed.
+    """
+    scale = _SIZE_UNITS[unit]
+    if scale == 1 and number.denominator != 1:
+        raise ValueError(f"invalid size {value!r}: a number of bytes must be whole")
+    return round(number * scale)

@@ -34,11 +34,6 @@ PROPERTY_SETTINGS = settings(
 )
 
 
-def bug(reason: str) -> pytest.MarkDecorator:
-    """A row that exposes a known bug in prober.conditions; it must keep failing until fixed."""
-    return pytest.mark.xfail(strict=True, reason=f"BUG: {reason}")
-
-
 @dataclass(frozen=True)
 class FakeResponse:
     """The `Observed` protocol: a response and the step's latency, nothing else."""
@@ -458,29 +453,15 @@ def test_parse_subject_error(text: str, message: str) -> None:
         parse_subject(text)
 
 
-# --- known bugs -------------------------------------------------------------------------
+# --- regressions: bugs found and fixed -------------------------------------------------
 
 PARSE_RAISES_WRONG_TYPE = [
-    pytest.param(
-        "json.day == 2024-13-01",
-        id="yaml-impossible-date",
-        marks=bug("yaml date constructor raises a bare ValueError('month must be in 1..12')"),
-    ),
-    pytest.param(
-        "json.x == !!float abc",
-        id="yaml-float-tag",
-        marks=bug("yaml !!float constructor raises a bare ValueError, not a YAMLError"),
-    ),
-    pytest.param(
-        "json.x == !!timestamp soon",
-        id="yaml-timestamp-tag",
-        marks=bug("yaml !!timestamp constructor raises AttributeError (regex match is None)"),
-    ),
-    pytest.param(
-        'body matches "a{99999999999}"',
-        id="regex-huge-repeat",
-        marks=bug("re.compile raises OverflowError, which is not re.error"),
-    ),
+    pytest.param("json.day == 2024-13-01", id="yaml-impossible-date"),  # the date constructor's ValueError
+    pytest.param("json.x == !!float abc", id="yaml-float-tag"),  # the float constructor's ValueError
+    pytest.param("json.x == !!timestamp soon", id="yaml-timestamp-tag"),  # AttributeError
+    pytest.param('body matches "a{99999999999}"', id="regex-huge-repeat"),  # OverflowError
+    pytest.param("json[?@ == 1e999] exists", id="jsonpath-literal-overflow"),  # OverflowError
+    pytest.param("json.x == \x1b", id="unprintable-value"),  # yaml ReaderError at construction
 ]
 
 
@@ -492,25 +473,11 @@ def test_syntax_error_is_always_condition_syntax_error(text: str) -> None:
 
 
 EVALUATE_RAISES = [
-    pytest.param(
-        "json contains [1]",
-        response(json_body={"a": 1}),
-        id="object-contains-list",
-        marks=bug("_contains does `expected in dict`: TypeError unhashable type 'list'"),
-    ),
-    pytest.param(
-        "json contains {a: 1}",
-        response(json_body={"a": 1}),
-        id="object-contains-object",
-        marks=bug("_contains does `expected in dict`: TypeError unhashable type 'dict'"),
-    ),
-    pytest.param(
-        "json.x contains !!set {a}",
-        response(json_body={"x": "a"}),
-        id="text-contains-yaml-set",
-        marks=bug("a YAML set is accepted as a value; json.dumps(set) raises TypeError"),
-    ),
+    pytest.param("json contains [1]", response(json_body={"a": 1}), id="object-contains-list"),
+    pytest.param("json contains {a: 1}", response(json_body={"a": 1}), id="object-contains-object"),
+    pytest.param("json.x contains !!set {a}", response(json_body={"x": "a"}), id="text-contains-yaml-set"),
     pytest.param("json.tags contains [1]", response(json_body={"tags": [[1]]}), id="list-contains-list"),
+    pytest.param("json..a exists", response(body='{"a":' * 900 + "1" + "}" * 900), id="descendant-too-deep"),
 ]
 
 
@@ -520,89 +487,53 @@ def test_evaluate_never_raises(condition: str, observed: FakeResponse) -> None:
     assert isinstance(parse_condition(condition).evaluate(observed), Check)
 
 
+def test_capture_of_unsearchable_body() -> None:
+    """A body too deeply nested to search is (False, why) for a capture, not an exception."""
+    deep = response(body='{"a":' * 900 + "1" + "}" * 900)
+    found, why = parse_subject("json..a").extract_value(deep)
+    assert (found, why.startswith("body cannot be searched")) == (False, True)
+
+
 WRONG_VERDICTS = [
-    pytest.param(
-        "json.x != 5",
-        response(json_body={"x": "abc"}),
-        True,
-        id="text-ne-number",
-        marks=bug("_equal raises _Incomparable for non-numeric text; != fails instead of passing"),
-    ),
-    pytest.param(
-        "json.s not in [500, 503]",
-        response(json_body={"s": "ok"}),
-        True,
-        id="text-not-in-numbers",
-        marks=bug("_Incomparable from the first list item aborts `not in`, which then fails"),
-    ),
-    pytest.param(
-        'header.x-text in [200, "abc"]',
-        OK,
-        True,
-        id="text-in-mixed-list",
-        marks=bug("_Incomparable from item 200 aborts `in` before the matching item 'abc'"),
-    ),
-    pytest.param(
-        "json.tags contains 5",
-        response(json_body={"tags": ["x", 5]}),
-        True,
-        id="mixed-list-contains-number",
-        marks=bug("_Incomparable from element 'x' aborts `contains` before element 5"),
-    ),
-    pytest.param(
-        "json.tags not contains 5",
-        response(json_body={"tags": ["x"]}),
-        True,
-        id="text-list-not-contains-number",
-        marks=bug("_Incomparable from element 'x' makes `not contains 5` fail"),
-    ),
-    pytest.param(
-        "json.flags == [1, 0]",
-        response(json_body={"flags": [True, False]}),
-        False,
-        id="nested-true-is-not-1",
-        marks=bug("JSON true == 1 is only refused at the top level; lists compare with Python =="),
-    ),
-    pytest.param(
-        "json == {a: 1}",
-        response(json_body={"a": True}),
-        False,
-        id="nested-object-true-is-not-1",
-        marks=bug("JSON true == 1 is only refused at the top level; objects compare with Python =="),
-    ),
-    pytest.param(
-        "json.error not exists",
-        HTML,
-        False,
-        id="invalid-json-not-exists",
-        marks=bug("`not exists` passes on a body that is not JSON; unreadable must fail"),
-    ),
-    pytest.param(
-        "json not exists",
-        HTML,
-        False,
-        id="invalid-json-whole-not-exists",
-        marks=bug("`json not exists` passes on a body that is not JSON"),
-    ),
+    pytest.param("json.x != 5", response(json_body={"x": "abc"}), True, id="text-ne-number"),
+    pytest.param("json.s not in [500, 503]", response(json_body={"s": "ok"}), True, id="text-not-in-numbers"),
+    pytest.param('header.x-text in [200, "abc"]', OK, True, id="text-in-mixed-list"),
+    pytest.param("json.tags contains 5", response(json_body={"tags": ["x", 5]}), True, id="mixed-list-contains-number"),
+    pytest.param("json.tags not contains 5", response(json_body={"tags": ["x"]}), True, id="text-list-not-contains-number"),
+    pytest.param("json.flags == [1, 0]", response(json_body={"flags": [True, False]}), False, id="nested-true-is-not-1"),
+    pytest.param("json == {a: 1}", response(json_body={"a": True}), False, id="nested-object-true-is-not-1"),
+    pytest.param("json == {a: [true]}", response(json_body={"a": [True]}), True, id="nested-true-is-true"),
+    pytest.param("json.error not exists", HTML, False, id="invalid-json-not-exists"),
+    pytest.param("json not exists", HTML, False, id="invalid-json-whole-not-exists"),
     pytest.param(
         "json.data.items[*].id contains 7",
         response(json_body={"data": {"items": [{"id": 7}]}}),
         True,
         id="wildcard-one-node-contains",
-        marks=bug("a non-singular query with one match yields a scalar, not a one-element list"),
     ),
     pytest.param(
         'json.data.items[*].name contains "an"',
         response(json_body={"data": {"items": [{"name": "banana"}]}}),
         False,
         id="wildcard-one-node-substring",
-        marks=bug("one-match wildcard yields the string, so `contains` does a substring test"),
     ),
     pytest.param(
         "json.data.items[*].id contains 7",
         response(json_body={"data": {"items": [{"id": 7}, {"id": 8}]}}),
         True,
         id="wildcard-two-nodes-contains",
+    ),
+    pytest.param(
+        'json.data.items[0:5].name contains "an"',
+        response(json_body={"data": {"items": [{"name": "banana"}]}}),
+        False,
+        id="slice-one-node-substring",
+    ),
+    pytest.param(
+        'json.data.items[0, 5].name == ["banana"]',
+        response(json_body={"data": {"items": [{"name": "banana"}]}}),
+        True,
+        id="selector-list-one-node-is-a-list",
     ),
 ]
 
@@ -623,36 +554,13 @@ def _verdict(condition: str, observed: FakeResponse) -> str:
 
 
 YAML_TRAPS = [
-    pytest.param(
-        "json.day == 2024-01-01",
-        response(json_body={"day": "2024-01-01"}),
-        {"syntax error", "pass"},
-        id="unquoted-date",
-        marks=bug(
-            "YAML reads 2024-01-01 as datetime.date, which never equals a JSON value; the"
-            ' failure reads `expected json.day == 2024-01-01, got "2024-01-01"`'
-        ),
-    ),
-    pytest.param(
-        "json.color == #fff",
-        response(json_body={"color": None}),
-        {"syntax error", "fail"},
-        id="hash-value-is-a-comment",
-        marks=bug("YAML reads `#fff` as a comment, so the condition silently means `== null`"),
-    ),
-    pytest.param(
-        "body contains #error",
-        response(body="null"),
-        {"syntax error", "fail"},
-        id="hash-value-contains",
-        marks=bug("`contains #error` loads as null and checks for the text 'null'"),
-    ),
-    pytest.param(
-        'json.day == "2024-01-01"',
-        response(json_body={"day": "2024-01-01"}),
-        {"pass"},
-        id="quoted-date",
-    ),
+    pytest.param("json.day == 2024-01-01", response(json_body={"day": "2024-01-01"}), {"syntax error", "pass"}, id="unquoted-date"),
+    pytest.param("json.color == #fff", response(json_body={"color": None}), {"syntax error", "fail"}, id="hash-value-is-a-comment"),
+    pytest.param("body contains #error", response(body="null"), {"syntax error", "fail"}, id="hash-value-contains"),
+    pytest.param("json.x == a # b", response(json_body={"x": "a"}), {"syntax error", "fail"}, id="hash-after-value-is-a-comment"),
+    pytest.param("json.x == --- # b", response(json_body={"x": None}), {"syntax error", "fail"}, id="document-marker-and-comment"),
+    pytest.param('json.day == "2024-01-01"', response(json_body={"day": "2024-01-01"}), {"pass"}, id="quoted-date"),
+    pytest.param('json.color == "#fff"', response(json_body={"color": "#fff"}), {"pass"}, id="quoted-hash"),
 ]
 
 

@@ -92,27 +92,12 @@ LEAKS = [
         '{"password":"pä\\"ss"}',
         '{"password":"***"}',
         id="json-escaped-ensure-ascii-false",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG: only json.dumps(secret) with ensure_ascii=True is registered; httpx 0.28"
-                " encodes request JSON with ensure_ascii=False, so a secret with both a non-ASCII"
-                ' character and a quote or backslash appears as pä\\"ss and is not masked'
-            ),
-        ),
     ),
     pytest.param(
         "a b/c",
         "GET http://api/reset/a%20b/c/confirm",
         "GET http://api/reset/***/confirm",
         id="percent-encoded-path-keeps-slash",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "BUG: only quote(secret, safe='') and quote_plus(secret) are registered; a URL"
-                " path encodes the secret with '/' left as is (a%20b/c), which is not masked"
-            ),
-        ),
     ),
 ]
 

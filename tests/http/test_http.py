@@ -458,17 +458,22 @@ def test_body_cap_boundary(client: HttpClient, raw: bytes, ok: bool) -> None:
 
 
 @integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the body cap trusts Content-Length even when the response has no body "
-    "(HEAD), so a HEAD of a large resource fails with 'larger than max_body_size'",
-)
 def test_head_of_large_resource_is_not_too_large(client: HttpClient) -> None:
     """A HEAD response announcing a large Content-Length carries no body: it is not capped."""
     raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n"  # HEAD: headers only
     with RawServer(helpers.fixed(raw)) as server:
         outcome = one(client, HttpRequest("HEAD", server.url(), max_body_size=1024))
     assert (response_of(outcome).status_code, outcome.body) == (200, b"")
+
+
+@integration
+@pytest.mark.parametrize("status", [204, 304], ids=["no-content", "not-modified"])
+def test_bodyless_status_is_not_too_large(client: HttpClient, status: int) -> None:
+    """A 204 or 304 announcing a large Content-Length carries no body: it is not capped."""
+    raw = f"HTTP/1.1 {status} X\r\nContent-Length: 5000000\r\n\r\n".encode()
+    with RawServer(helpers.fixed(raw)) as server:
+        outcome = one(client, get(server.url(), max_body_size=1024))
+    assert (response_of(outcome).status_code, outcome.body) == (status, b"")
 
 
 @integration
@@ -506,12 +511,6 @@ def test_redirect_following(
 
 
 @integration
-@pytest.mark.xfail(
-    strict=True,
-    raises=httpx.InvalidURL,
-    reason="BUG: send() joins the Location header with httpx.URL.join outside any try, "
-    "so a target's unparsable Location raises httpx.InvalidURL out of send()",
-)
 @pytest.mark.parametrize(
     "location", ["http://127.0.0.1:abc/", "http://\x01/"], ids=["bad-port", "control-char"]
 )
@@ -588,11 +587,6 @@ def test_localhost_is_resolved_and_timed(client: HttpClient) -> None:
 
 
 @integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resolve_seconds is per backend and not reset for a reused connection, "
-    "so a keep-alive request reports the previous connection's resolve time",
-)
 def test_reused_connection_reports_no_resolve(client: HttpClient) -> None:
     """A request on a reused connection to a name reports resolve == 0."""
     with RawServer(helpers.fixed(response(200, b"ok"))) as server:
@@ -620,11 +614,6 @@ def test_resolution_failure_is_dns(client: HttpClient, result: Any, error: Any) 
     assert fake.hosts == ["probe-target.test"]  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _resolve's `finally` clears `resolving` while the cancellation unwinds, "
-    "before _classify looks at it, so a timeout in getaddrinfo is `timeout`, not `dns`",
-)
 def test_resolution_timeout_is_dns(client: HttpClient) -> None:
     """A getaddrinfo that hangs past the timeout gives `dns`, as the module promises."""
 
@@ -832,12 +821,6 @@ def test_secret_in_redirect_loop_url_not_in_failure(
 
 
 @integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a secret written into the URL itself is normalised by httpx to a "
-    "partly-escaped form (space -> %20 but '/' kept) that redaction does not know, so "
-    "the redirect-loop message 'last: <url>' shows it",
-)
 def test_secret_in_url_literal_not_in_redirect_failure(
     client: HttpClient, secret: Callable[[str], str]
 ) -> None:
@@ -849,6 +832,18 @@ def test_secret_in_url_literal_not_in_redirect_failure(
     assert (message.count("***"), "en/42" in message) == (1, False)
 
 
+@integration
+def test_secret_in_url_literal_normalised_by_httpx_not_in_redirect_failure(
+    client: HttpClient, secret: Callable[[str], str]
+) -> None:
+    """A secret that httpx escapes its own way in a URL (`p@ss%20w`) is masked too."""
+    value = secret("p@ss w:rd")
+    with RawServer(helpers.redirect_loop) as server:
+        outcome = one(client, get(server.url(f"/loop?token={value}"), follow_redirects=True))
+    message = failure_of(outcome).failure.message
+    assert (message.count("***"), "ss w" in message, "ss%20w" in message) == (1, False, False)
+
+
 # --- 8. HttpResponse ----------------------------------------------------------------------
 
 
@@ -858,8 +853,8 @@ def make_response(body: bytes, *headers: tuple[str, str]) -> HttpResponse:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"", b"\xff\xfe\xfa", b"[1, 2"],
-    ids=["garbage", "empty", "undecodable", "truncated"],
+    [b"{not json", b"", b"\xff\xfe\xfa", b"[1, 2", b"[" * 100_000],
+    ids=["garbage", "empty", "undecodable", "truncated", "too-deep"],
 )
 def test_json_rejects_invalid_body(body: bytes) -> None:
     """json() raises ValueError for a body that is not JSON, every time it is asked."""
