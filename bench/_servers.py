@@ -63,7 +63,9 @@ http {{
   }}
 }}
 """)
-        process = subprocess.Popen([binary, "-c", str(conf), "-p", folder], stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [binary, "-c", str(conf), "-p", folder], stderr=subprocess.DEVNULL
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_http(url + "/health")
@@ -85,7 +87,8 @@ def blackbox_exporter() -> Iterator[tuple[str, int]]:
         conf.write_text("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n")
         process = subprocess.Popen(
             [binary, f"--config.file={conf}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             url = f"http://127.0.0.1:{port}"

@@ -18,7 +18,6 @@ import os
 import re
 import resource
 import shutil
-import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -48,7 +47,10 @@ def measure_prober(url: str, journeys: int, interval: str, seconds: float, warmu
         f"defaults: {{interval: {interval}, timeout: 5s, jitter: 0%, max_concurrency: 500,"
         " max_requests_per_second: 100000}\n"
         "journeys:\n"
-        + "".join(f"  - {{name: j{i:04d}, steps: [{{name: get, url: /health}}]}}\n" for i in range(journeys))
+        + "".join(
+            f"  - {{name: j{i:04d}, steps: [{{name: get, url: /health}}]}}\n"
+            for i in range(journeys)
+        )
     )
     path = Path(f"/tmp/prober-bench-{os.getpid()}.yaml")
     path.write_text(config_text)
@@ -78,7 +80,10 @@ def measure_prober(url: str, journeys: int, interval: str, seconds: float, warmu
 
         def start_window() -> None:
             marks["start"] = time.monotonic()
-            marks["cpu"] = resource.getrusage(resource.RUSAGE_SELF)[0] + resource.getrusage(resource.RUSAGE_SELF)[1]
+            marks["cpu"] = (
+                resource.getrusage(resource.RUSAGE_SELF)[0]
+                + resource.getrusage(resource.RUSAGE_SELF)[1]
+            )
             marks["runs"] = runs()
 
         def end_window() -> None:
@@ -100,12 +105,18 @@ def measure_prober(url: str, journeys: int, interval: str, seconds: float, warmu
     elapsed = marks["end"] - marks["start"]
     done = marks["runs_end"] - marks["runs"]
     cpu = marks["cpu_end"] - marks["cpu"]
-    print(f"prober: {journeys} journeys every {interval}, {seconds:g} s measured after {warmup:g} s warm-up")
+    print(
+        f"prober: {journeys} journeys every {interval}, {seconds:g} s measured after {warmup:g} s warm-up"
+    )
     print(f"  sustained runs/s:        {done / elapsed:8.1f}")
-    print(f"  schedule lag p50 / p99:  {percentile(lags, 0.5) * 1000:8.2f} / {percentile(lags, 0.99) * 1000:.2f} ms")
+    print(
+        f"  schedule lag p50 / p99:  {percentile(lags, 0.5) * 1000:8.2f} / {percentile(lags, 0.99) * 1000:.2f} ms"
+    )
     print(f"  RSS at end:              {marks['rss']:8.1f} MiB")
-    print(f"  CPU:                     {cpu / elapsed * 100:8.1f}% of one core;"
-          f" {cpu / done * 1000 if done else float('nan'):.3f} CPU-ms per probe")
+    print(
+        f"  CPU:                     {cpu / elapsed * 100:8.1f}% of one core;"
+        f" {cpu / done * 1000 if done else float('nan'):.3f} CPU-ms per probe"
+    )
 
 
 def measure_blackbox(url: str, seconds: float) -> None:
@@ -114,10 +125,15 @@ def measure_blackbox(url: str, seconds: float) -> None:
         return
     with blackbox_exporter() as (exporter, pid):
         target = f"{exporter}/probe?module=http_2xx&target={url}/health"
-        subprocess.run(["wrk", "-t1", "-c8", "-d2s", target], capture_output=True, check=False)  # warm-up
+        subprocess.run(
+            ["wrk", "-t1", "-c8", "-d2s", target], capture_output=True, check=False
+        )  # warm-up
         before = cpu_seconds(pid)
         output = subprocess.run(
-            ["wrk", "-t1", "-c16", f"-d{int(seconds)}s", target], capture_output=True, text=True, check=False
+            ["wrk", "-t1", "-c16", f"-d{int(seconds)}s", target],
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout
         cpu = cpu_seconds(pid) - before
     match = re.search(r"(\d+) requests in ([\d.]+)s", output)
@@ -127,7 +143,9 @@ def measure_blackbox(url: str, seconds: float) -> None:
     probes, duration = int(match.group(1)), float(match.group(2))
     print(f"blackbox_exporter (same nginx, wrk -c16 on /probe, {duration:.0f} s):")
     print(f"  probes/s:                {probes / duration:8.1f}")
-    print(f"  CPU:                     {cpu / duration * 100:8.1f}% of one core; {cpu / probes * 1000:.3f} CPU-ms per probe")
+    print(
+        f"  CPU:                     {cpu / duration * 100:8.1f}% of one core; {cpu / probes * 1000:.3f} CPU-ms per probe"
+    )
 
 
 def main() -> None:
