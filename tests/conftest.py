@@ -13,11 +13,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from prober.demo import SampleAPI
 from prober.redaction import secrets
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: Property tests: derandomized (the same examples every run: no flaky failures), no deadline
+#: (the machine is shared and noisy).
+PROPERTY_SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 CONFIG_DIR = REPO / "config"
 
 

@@ -6,18 +6,11 @@ import json
 from urllib.parse import quote, quote_plus
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from prober.redaction import MASK, SecretRegistry
-
-PROPERTY_SETTINGS = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+from tests.conftest import PROPERTY_SETTINGS
 
 
 def registry(*secrets: str) -> SecretRegistry:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import prober.redaction
@@ -24,14 +24,8 @@ from prober.templates import (
     render_value,
     variables_in,
 )
+from tests.conftest import PROPERTY_SETTINGS
 
-PROPERTY_SETTINGS = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
 CAPTURES: dict[str, Any] = {
     "token": "abc",
     "n": 5,

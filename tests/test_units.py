@@ -5,19 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from prober.units import format_duration, parse_duration, parse_percent, parse_size
-
-PROPERTY_SETTINGS = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-
+from tests.conftest import PROPERTY_SETTINGS
 
 DURATIONS = [
     ("milliseconds", "500ms", 0.5),
