@@ -53,6 +53,7 @@ import httpx
 
 from prober.redaction import redact
 from prober.results import Failure, Phases
+from prober.transport import AsyncioBackend
 
 __all__ = [
     "EXCEPTION_REASONS",
@@ -209,7 +210,7 @@ class _ResolvingBackend(httpcore.AsyncNetworkBackend):
     told apart from refused connections; then connects to the addresses in order."""
 
     def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+        self._inner = AsyncioBackend()
         self.resolve_seconds = 0.0
         self.resolving = False
 
