@@ -26,7 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from prober.config import ProberConfig
-from prober.results import PHASES, REASONS, RunResult
+from prober.results import PHASES, REASONS, RunResult, StepResult
 from prober.sketch import WindowedSketch
 
 __all__ = ["LATENCY_BUCKETS", "QUANTILES", "ProberMetrics"]
@@ -131,6 +131,7 @@ class ProberMetrics:
         self.reload_ok.set(1)
         r.register(_LatencyQuantiles(self))
         self._journeys: dict[str, tuple[str, ...]] = {}
+        self._series: dict[str, _JourneySeries] = {}
 
     def configure(self, config: ProberConfig) -> None:
         """Create every label set the config implies; drop those of removed journeys/steps."""
@@ -144,6 +145,7 @@ class ProberMetrics:
             if self._journeys.get(name) == steps:
                 continue
             self.sketches[name] = WindowedSketch(WINDOWS)
+            self._series[name] = _JourneySeries(self, name, steps, self.sketches[name])
             for result in ("success", "failure"):
                 self.runs.labels(name, result)
             self.journey_duration.labels(name)
@@ -157,6 +159,7 @@ class ProberMetrics:
 
     def _forget(self, journey: str, steps: Iterable[str]) -> None:
         self.sketches.pop(journey, None)
+        self._series.pop(journey, None)
         for metric in (
             self.probe_success,
             self.probe_duration,
@@ -182,33 +185,87 @@ class ProberMetrics:
 
     def observe(self, result: RunResult, *, lag_affected: bool = False) -> None:
         """Record one journey run."""
-        name = result.journey
-        self.probe_success.labels(name).set(1 if result.success else 0)
-        self.probe_duration.labels(name).set(result.duration_seconds)
-        self.runs.labels(name, "success" if result.success else "failure").inc()
-        if result.success:
-            self.journey_duration.labels(name).observe(result.duration_seconds)
-            sketch = self.sketches.get(name)
-            if sketch is not None:
-                sketch.add(result.duration_seconds, self._monotonic())
-        if lag_affected:
-            self.lag_affected.labels(name).inc()
-        for step in result.steps:
-            self.step_success.labels(name, step.name).set(1 if step.success else 0)
-            self.status_code.labels(name, step.name).set(step.status_code or 0)
-            self.step_duration.labels(name, step.name).observe(step.duration_seconds)
-            for phase, seconds in step.phases.as_dict().items():
-                self.phase_duration.labels(name, step.name, phase).set(seconds)
-            if step.cert_expiry is not None:
-                self.cert_expiry.labels(name, step.name).set(step.cert_expiry)
-            if step.failure is not None:
-                self.step_failures.labels(name, step.name, step.failure.reason).inc()
+        series = self._series.get(result.journey)
+        if series is None:
+            return  # the journey was removed by a reload while it ran
+        series.observe(result, lag_affected, self._monotonic())
 
     def latency_quantiles(self, journey: str) -> dict[str, dict[float, float | None]]:
         sketch = self.sketches.get(journey)
         if sketch is None:
             return {window: dict.fromkeys(QUANTILES) for window in WINDOWS}
         return sketch.quantiles(self._monotonic(), QUANTILES)
+
+
+class _JourneySeries:
+    """One journey's metric children, looked up once: `labels()` per sample is measurable
+    CPU at hundreds of runs per second. Gauges are created on first use, so a journey that
+    has not run yet shows no `probe_success` rather than a misleading 0."""
+
+    def __init__(
+        self, metrics: ProberMetrics, journey: str, steps: Iterable[str], sketch: WindowedSketch
+    ) -> None:
+        self.metrics = metrics
+        self.journey = journey
+        self.sketch = sketch
+        self.gauges: tuple[Any, Any] | None = None  # (probe_success, probe_duration_seconds)
+        self.runs = {
+            True: metrics.runs.labels(journey, "success"),
+            False: metrics.runs.labels(journey, "failure"),
+        }
+        self.histogram = metrics.journey_duration.labels(journey)
+        self.lag_affected = metrics.lag_affected.labels(journey)
+        self.steps = {step: _StepSeries(metrics, journey, step) for step in steps}
+
+    def observe(self, result: RunResult, lag_affected: bool, now: float) -> None:
+        if self.gauges is None:
+            self.gauges = (
+                self.metrics.probe_success.labels(self.journey),
+                self.metrics.probe_duration.labels(self.journey),
+            )
+        success, duration = self.gauges
+        success.set(1 if result.success else 0)
+        duration.set(result.duration_seconds)
+        self.runs[result.success].inc()
+        if result.success:
+            self.histogram.observe(result.duration_seconds)
+            self.sketch.add(result.duration_seconds, now)
+        if lag_affected:
+            self.lag_affected.inc()
+        for step in result.steps:
+            series = self.steps.get(step.name)
+            if series is not None:
+                series.observe(step)
+
+
+class _StepSeries:
+    def __init__(self, metrics: ProberMetrics, journey: str, step: str) -> None:
+        self.metrics = metrics
+        self.labels = (journey, step)
+        self.gauges: tuple[Any, Any, dict[str, Any]] | None = None  # success, status, phases
+        self.duration = metrics.step_duration.labels(journey, step)
+        self.failures = {
+            reason: metrics.step_failures.labels(journey, step, reason) for reason in REASONS
+        }
+
+    def observe(self, step: StepResult) -> None:
+        if self.gauges is None:
+            metrics, labels = self.metrics, self.labels
+            self.gauges = (
+                metrics.step_success.labels(*labels),
+                metrics.status_code.labels(*labels),
+                {phase: metrics.phase_duration.labels(*labels, phase) for phase in PHASES},
+            )
+        success, status, phase_gauges = self.gauges
+        success.set(1 if step.success else 0)
+        status.set(step.status_code or 0)
+        self.duration.observe(step.duration_seconds)
+        for phase, seconds in step.phases.as_dict().items():
+            phase_gauges[phase].set(seconds)
+        if step.cert_expiry is not None:
+            self.metrics.cert_expiry.labels(*self.labels).set(step.cert_expiry)
+        if step.failure is not None:
+            self.failures[step.failure.reason].inc()
 
 
 def _remove(metric: Any, *labels: str) -> None:

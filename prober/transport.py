@@ -47,7 +47,11 @@ class _BufferingProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        if len(self.buffer) > READ_BUFFER_LIMIT and not self._reading_paused and self.transport is not None:
+        if (
+            len(self.buffer) > READ_BUFFER_LIMIT
+            and not self._reading_paused
+            and self.transport is not None
+        ):
             self.transport.pause_reading()
             self._reading_paused = True
         self._wake()
@@ -79,7 +83,11 @@ class _BufferingProtocol(asyncio.Protocol):
     def take(self, max_bytes: int) -> bytes:
         chunk = bytes(self.buffer[:max_bytes])
         del self.buffer[:max_bytes]
-        if self._reading_paused and len(self.buffer) <= READ_BUFFER_LIMIT // 2 and self.transport is not None:
+        if (
+            self._reading_paused
+            and len(self.buffer) <= READ_BUFFER_LIMIT // 2
+            and self.transport is not None
+        ):
             self.transport.resume_reading()
             self._reading_paused = False
         return chunk
@@ -113,7 +121,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if protocol.buffer:
             return protocol.take(max_bytes)
         if protocol.error is not None:
-            raise httpcore.ReadError(str(protocol.error) or type(protocol.error).__name__) from protocol.error
+            raise httpcore.ReadError(
+                str(protocol.error) or type(protocol.error).__name__
+            ) from protocol.error
         return b""
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -192,7 +202,9 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             async with asyncio.timeout(timeout):
                 if socket_options:
                     sock = await _connected_socket(host, port, local, socket_options)
-                    transport, protocol = await loop.create_connection(_BufferingProtocol, sock=sock)
+                    transport, protocol = await loop.create_connection(
+                        _BufferingProtocol, sock=sock
+                    )
                 else:
                     transport, protocol = await loop.create_connection(
                         _BufferingProtocol, host, port, local_addr=local
