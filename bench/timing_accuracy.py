@@ -71,7 +71,8 @@ def blackbox_probe(client: httpx.AsyncClient, exporter: str, url: str):  # type:
         match = re.search(r"^probe_duration_seconds (\S+)$", response.text, re.MULTILINE)
         success = re.search(r"^probe_success (\S+)$", response.text, re.MULTILINE)
         assert match is not None, response.text[-300:]
-        assert success is not None and success.group(1) == "1", response.text[-300:]
+        assert success is not None, response.text[-300:]
+        assert success.group(1) == "1", response.text[-300:]
         return float(match.group(1))
 
     return probe
