@@ -341,15 +341,11 @@ class HttpSession:
 
     def __init__(self, ssl_context: ssl.SSLContext, *, keep_alive: bool) -> None:
         self._backend = _ResolvingBackend()
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=4,
-            max_keepalive_connections=4 if keep_alive else 0,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=self._backend,
-        )
+        self._ssl_context = ssl_context
+        self._keep_alive = keep_alive
+        # One connection per origin, used by one step at a time: httpcore's connection pool
+        # (its locks, events and cancellation shields) costs CPU a probe does not need.
+        self._connections: dict[tuple[bytes, bytes, int], httpcore.AsyncHTTPConnection] = {}
 
     async def __aenter__(self) -> HttpSession:
         return self
@@ -358,7 +354,39 @@ class HttpSession:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
+            await connection.aclose()
+
+    async def _connection(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
+        """The origin's kept-alive connection if it is still usable, else a new one."""
+        key = (origin.scheme, origin.host, origin.port)
+        connection = self._connections.pop(key, None)
+        if connection is not None:
+            if connection.is_idle() and not connection.has_expired():
+                self._connections[key] = connection
+                return connection
+            await connection.aclose()
+        connection = httpcore.AsyncHTTPConnection(
+            origin=origin,
+            ssl_context=self._ssl_context,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=self._backend,
+        )
+        self._connections[key] = connection
+        return connection
+
+    async def _release(
+        self, origin: httpcore.Origin, connection: httpcore.AsyncHTTPConnection, *, reusable: bool
+    ) -> None:
+        if reusable and self._keep_alive and connection.is_idle():
+            return
+        key = (origin.scheme, origin.host, origin.port)
+        if self._connections.get(key) is connection:
+            del self._connections[key]
+        await connection.aclose()
 
     async def send(self, request: HttpRequest) -> HttpResponse | HttpFailure:
         """Send a request (following redirects if asked); never raises for target faults."""
@@ -439,9 +467,11 @@ class HttpSession:
             },
         )
         cap = request.max_body_size
+        origin = target.core_url.origin
+        connection = await self._connection(origin)
         try:
             async with asyncio.timeout(budget):
-                response = await self._pool.handle_async_request(core_request)
+                response = await connection.handle_async_request(core_request)
                 try:
                     length = _content_length(response.headers)
                     if length is not None and length > cap and _has_body(method, response.status):
@@ -457,12 +487,14 @@ class HttpSession:
                 finally:
                     await response.aclose()
         except Exception as error:
+            await self._release(origin, connection, reusable=False)
             failure = self._classify(error, timeline, request.timeout)
             return HttpFailure(
                 failure,
                 timeline.phases(self._backend.resolve_seconds, None),
                 _elapsed(timeline, time.perf_counter()),
             )
+        await self._release(origin, connection, reusable=body_end is not None)
         headers = [
             (key.decode("latin-1"), value.decode("latin-1")) for key, value in response.headers
         ]

@@ -1,7 +1,7 @@
 """prober.http: failures are classified, never raised; phases are timed; bodies are capped.
 
 Unit tests mock httpcore with respx (`respx.mock(using="httpcore")` patches
-`AsyncConnectionPool.handle_async_request`, which is exactly what `HttpSession` calls).
+`AsyncHTTPConnection.handle_async_request`, which is exactly what `HttpSession` calls).
 Everything else talks to real servers on 127.0.0.1 (see `helpers.py`).
 """
 
@@ -214,7 +214,7 @@ def test_failure_message_from_pool_exception(
     async def fail(self: Any, request: Any) -> Any:
         raise error
 
-    monkeypatch.setattr(httpcore.AsyncConnectionPool, "handle_async_request", fail)
+    monkeypatch.setattr(httpcore.AsyncHTTPConnection, "handle_async_request", fail)
     outcome = one(client, get(MOCK_URL, timeout=2.5))
     assert expected in failure_of(outcome).failure.message
 
