@@ -24,6 +24,7 @@ from pathlib import Path
 
 from _servers import blackbox_exporter, cpu_seconds, free_port, nginx
 
+from prober import eventloop
 from prober.config import parse_config
 from prober.daemon import Daemon
 from prober.logs import configure_logging
@@ -70,12 +71,12 @@ def measure_prober(url: str, journeys: int, interval: str, seconds: float, warmu
 
         daemon.metrics.schedule_lag = Recorder()  # type: ignore[assignment]
 
-        def runs() -> float:
+        def runs(result: str = "success") -> float:
             return sum(
                 sample.value
                 for metric in daemon.metrics.runs.collect()
                 for sample in metric.samples
-                if sample.name.endswith("_total")
+                if sample.name.endswith("_total") and sample.labels["result"] == result
             )
 
         def start_window() -> None:
@@ -85,11 +86,13 @@ def measure_prober(url: str, journeys: int, interval: str, seconds: float, warmu
                 + resource.getrusage(resource.RUSAGE_SELF)[1]
             )
             marks["runs"] = runs()
+            marks["failed"] = runs("failure")
 
         def end_window() -> None:
             usage = resource.getrusage(resource.RUSAGE_SELF)
             marks["cpu_end"] = usage[0] + usage[1]
             marks["runs_end"] = runs()
+            marks["failed_end"] = runs("failure")
             marks["end"] = time.monotonic()
             marks["rss"] = rss_mib()
             daemon.request_stop()
@@ -100,7 +103,7 @@ def measure_prober(url: str, journeys: int, interval: str, seconds: float, warmu
             loop.call_later(warmup + seconds, end_window)
             await daemon.run()
 
-        asyncio.run(main())
+        eventloop.run(main())
     path.unlink()
     elapsed = marks["end"] - marks["start"]
     done = marks["runs_end"] - marks["runs"]
@@ -108,7 +111,8 @@ def measure_prober(url: str, journeys: int, interval: str, seconds: float, warmu
     print(
         f"prober: {journeys} journeys every {interval}, {seconds:g} s measured after {warmup:g} s warm-up"
     )
-    print(f"  sustained runs/s:        {done / elapsed:8.1f}")
+    failed = marks["failed_end"] - marks["failed"]
+    print(f"  sustained runs/s:        {done / elapsed:8.1f} successful ({failed:.0f} failed runs)")
     print(
         f"  schedule lag p50 / p99:  {percentile(lags, 0.5) * 1000:8.2f} / {percentile(lags, 0.99) * 1000:.2f} ms"
     )

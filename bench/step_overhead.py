@@ -21,6 +21,7 @@ import time
 import httpx
 from _common import median, sample_api_process
 
+from prober import eventloop
 from prober.config import parse_config
 from prober.http import HttpClient
 from prober.journey import JourneyRunner
@@ -69,11 +70,11 @@ def main() -> None:
     args = parser.parse_args()
     bare, ours = [], []
     with sample_api_process() as url:
-        asyncio.run(bare_httpx(url, 200))  # warm-up
-        asyncio.run(prober_runs(url, 200))
+        eventloop.run(bare_httpx(url, 200))  # warm-up
+        eventloop.run(prober_runs(url, 200))
         for _ in range(args.rounds):
-            bare.append(asyncio.run(bare_httpx(url, args.requests)))
-            ours.append(asyncio.run(prober_runs(url, args.requests)))
+            bare.append(eventloop.run(bare_httpx(url, args.requests)))
+            ours.append(eventloop.run(prober_runs(url, args.requests)))
     bare_ms, ours_ms = median(bare) * 1000, median(ours) * 1000
     print(
         f"CPU per step, {CONCURRENCY} in flight, fresh connection each, {args.requests} requests x "

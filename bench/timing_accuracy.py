@@ -21,6 +21,7 @@ import httpx
 from _common import sample_api_process
 from _servers import blackbox_exporter
 
+from prober import eventloop
 from prober.config import parse_config
 from prober.http import HttpClient
 from prober.journey import JourneyRunner
@@ -120,7 +121,7 @@ def main() -> None:
         sample_api_process("--fault", f"/health:delay={DELAY}") as url,
         blackbox_exporter() as (exporter, _),
     ):
-        asyncio.run(measure(url, exporter, args.slow_samples, args.fast_seconds))
+        eventloop.run(measure(url, exporter, args.slow_samples, args.fast_seconds))
         if shutil.which("curl"):
             print(
                 f"  curl              1/s    reported − 50 ms: {stats(curl_samples(url, args.slow_samples))}"

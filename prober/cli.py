@@ -234,8 +234,7 @@ def _daemon_settings(args: argparse.Namespace) -> tuple[tuple[str, int], float]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import asyncio
-
+    from prober import eventloop
     from prober.config import load_config
     from prober.daemon import Daemon
     from prober.logs import configure_logging
@@ -244,13 +243,13 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(service=config.service, fmt=args.log_format, level=args.log_level)
     daemon = Daemon(args.config, config, listen=listen, grace=grace, version=_prober_version())
-    return asyncio.run(daemon.run())
+    return eventloop.run(daemon.run())
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import asyncio
     from importlib.resources import files
 
+    from prober import eventloop
     from prober.config import load_config
     from prober.daemon import Daemon
     from prober.demo import DEFAULT_PASSWORD, SampleAPI
@@ -284,7 +283,7 @@ def _demo(args: argparse.Namespace) -> int:
             "stop:          Ctrl-C\n",
             flush=True,
         )
-        return asyncio.run(daemon.run())
+        return eventloop.run(daemon.run())
     finally:
         api.stop()
 

@@ -336,6 +336,26 @@ _PHASE_OF_EVENT = {
 }
 
 
+class _UncontendedLock:
+    """Stands in for httpcore's per-connection request lock (an anyio lock: ~8% of the CPU
+    per probe under load): a session's connection is only ever used by the one task that
+    runs the journey, one request at a time, so there is nothing to wait for."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _Connection(httpcore.AsyncHTTPConnection):
+    """httpcore's connection, minus the request lock (tests pin the attribute's name)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._request_lock = _UncontendedLock()  # type: ignore[assignment]
+
+
 class HttpSession:
     """One journey run's connections. Use as `async with client.session() as session`."""
 
@@ -345,7 +365,7 @@ class HttpSession:
         self._keep_alive = keep_alive
         # One connection per origin, used by one step at a time: httpcore's connection pool
         # (its locks, events and cancellation shields) costs CPU a probe does not need.
-        self._connections: dict[tuple[bytes, bytes, int], httpcore.AsyncHTTPConnection] = {}
+        self._connections: dict[tuple[bytes, bytes, int], _Connection] = {}
 
     async def __aenter__(self) -> HttpSession:
         return self
@@ -358,7 +378,7 @@ class HttpSession:
         for connection in connections:
             await connection.aclose()
 
-    async def _connection(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
+    async def _connection(self, origin: httpcore.Origin) -> _Connection:
         """The origin's kept-alive connection if it is still usable, else a new one."""
         key = (origin.scheme, origin.host, origin.port)
         connection = self._connections.pop(key, None)
@@ -367,7 +387,7 @@ class HttpSession:
                 self._connections[key] = connection
                 return connection
             await connection.aclose()
-        connection = httpcore.AsyncHTTPConnection(
+        connection = _Connection(
             origin=origin,
             ssl_context=self._ssl_context,
             http1=True,

@@ -19,6 +19,7 @@ from typing import TextIO
 
 import tenacity
 
+from prober import eventloop
 from prober.config import Journey, ProberConfig
 from prober.errors import UsageError
 from prober.http import HttpClient
@@ -68,7 +69,7 @@ def select_journeys(config: ProberConfig, names: tuple[str, ...]) -> tuple[Journ
 def run_once(config: ProberConfig, options: RunOnceOptions, *, out: TextIO, err: TextIO) -> int:
     """Run, print the summary, write the reports; the exit code."""
     journeys = select_journeys(config, options.journeys)
-    outcome = asyncio.run(execute(config, journeys, options))
+    outcome = eventloop.run(execute(config, journeys, options))
     if isinstance(outcome, NotReady):
         print(redact(outcome.describe()), file=err)
         return 1

@@ -22,7 +22,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 
@@ -42,8 +42,8 @@ class _BufferingProtocol(asyncio.Protocol):
         self._reading_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -168,9 +168,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError(str(error)) from error
         if transport is None:  # pragma: no cover - only for non-TLS-capable transports
             raise httpcore.ConnectError("TLS is not supported on this connection")
-        assert isinstance(transport, asyncio.Transport)
         self._protocol.transport = transport
-        return AsyncioStream(transport, self._protocol)
+        return AsyncioStream(self._protocol.transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
@@ -213,7 +212,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as error:
             raise httpcore.ConnectError(str(error)) from error
-        assert isinstance(transport, asyncio.Transport)
         return AsyncioStream(transport, protocol)
 
     async def connect_unix_socket(
@@ -230,7 +228,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"timed out connecting to {path}") from None
         except OSError as error:
             raise httpcore.ConnectError(str(error)) from error
-        assert isinstance(transport, asyncio.Transport)
         return AsyncioStream(transport, protocol)
 
     async def sleep(self, seconds: float) -> None:
