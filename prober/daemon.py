@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -43,6 +44,7 @@ DEFAULT_GRACE = 10.0
 RELOAD_POLL = 2.0
 LAG_TICK = 0.1
 LAG_SPIKE = 0.05
+GC_THRESHOLD_GEN0 = 50_000
 
 
 class LagMonitor:
@@ -183,6 +185,7 @@ class Daemon:
         host, port = self.server.address
         LOGGER.info("prober started", extra={"listen": f"{host}:{port}", "path": self.config_path})
         self._apply(self.config)
+        _tune_garbage_collector()
         background = [loop.create_task(self.lag.run()), loop.create_task(self._watch_file())]
         await self._stop.wait()
         LOGGER.info(
@@ -200,6 +203,16 @@ class Daemon:
             handler.flush()
         logging.shutdown()
         return 0
+
+
+def _tune_garbage_collector() -> None:
+    """Fewer, cheaper collections: a run allocates many short-lived objects, and with the
+    default thresholds the cyclic collector walks the whole heap often enough to show as
+    schedule-lag spikes. Objects alive after start-up (config, metrics, modules) are frozen
+    out of collection; generation 0 is collected every 50,000 allocations, not 700."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD_GEN0, 20, 100)
 
 
 def _stamp(path: str) -> tuple[float, int] | None:

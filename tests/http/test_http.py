@@ -916,3 +916,14 @@ def test_header_lookup_is_case_insensitive(name: str, value: str | None) -> None
         b"", ("Content-Type", "a/b"), ("set-cookie", "x=1"), ("SET-COOKIE", "y=2")
     )
     assert response_.header(name) == value
+
+
+def test_connection_request_lock_is_replaced() -> None:
+    """httpcore still names the lock we replace (an upgrade that renames it must fail here)."""
+    import prober.http as http_module
+
+    origin = httpcore.URL("http://127.0.0.1:1/").origin
+    plain = httpcore.AsyncHTTPConnection(origin=origin)
+    ours = http_module._Connection(origin=origin)
+    assert type(plain._request_lock).__name__ == "AsyncLock"
+    assert isinstance(ours._request_lock, http_module._UncontendedLock)
