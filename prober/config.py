@@ -57,6 +57,7 @@ from prober.templates import (
     variables_in,
 )
 from prober.units import parse_duration, parse_percent, parse_size
+from slo.rules import RuleExpression, RuleSyntaxError, parse_rule_expression
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -312,17 +313,43 @@ DEFAULT_BURN_RATE_POLICIES = (
 )
 
 
+def _as_rule_expression(value: object) -> RuleExpression:
+    if isinstance(value, RuleExpression):
+        return value
+    try:
+        return parse_rule_expression(value)
+    except RuleSyntaxError as error:
+        raise ValueError(str(error)) from None
+
+
+RuleExpressionField = Annotated[RuleExpression, PlainValidator(_as_rule_expression)]
+DEFAULT_RULE_WINDOW = 300.0
+
+
 class AlertRule(Model):
+    """A threshold rule. `window` defaults to 5m for windowed expressions; `changed(X)` has
+    neither window nor `for` (it fires once per change)."""
+
     name: Name
     severity: Severity
     journey: Name
     step: Name | None = None
-    when: str = Field(min_length=1)
+    when: RuleExpressionField
     window: Duration | None = Field(None, gt=0)
     for_: Duration | None = Field(None, alias="for", ge=0)
     summary: str | None = None
     description: str | None = None
     runbook_url: str | None = None
+
+    @model_validator(mode="after")
+    def _window_fits_expression(self) -> AlertRule:
+        if not self.when.windowed and (self.window is not None or self.for_ is not None):
+            raise ValueError(f"'{self.when.text}' fires once per change: it takes no window or for")
+        return self
+
+    @property
+    def window_or_default(self) -> float:
+        return self.window if self.window is not None else DEFAULT_RULE_WINDOW
 
 
 class _Notifier(Model):
@@ -608,10 +635,39 @@ def _cross_reference_issues(raw: dict[str, Any]) -> Iterator[ConfigIssue]:
                     f"journey {journey_name!r} has no step {item['step']!r}"
                     + _choices(item["step"], steps_by_journey[journey_name]),
                 )
+    yield from _rule_capture_issues(raw, journeys)
     slo_names = [slo.get("name") for slo in raw.get("slos") or () if isinstance(slo, dict)]
     for index, name in enumerate(slo_names):
         if name is not None and name in slo_names[:index]:
             yield ConfigIssue(f"slos[{index}].name", f"duplicate SLO name {name!r}")
+
+
+def _rule_capture_issues(raw: dict[str, Any], journeys: list[Any]) -> Iterator[ConfigIssue]:
+    """`avg(tokens_used)` needs a journey step that captures `tokens_used`."""
+    captures: dict[str, set[str]] = {}
+    for journey in journeys:
+        if isinstance(journey, dict) and isinstance(journey.get("name"), str):
+            captures[journey["name"]] = {
+                key
+                for step in journey.get("steps") or ()
+                if isinstance(step, dict) and isinstance(step.get("capture"), dict)
+                for key in step["capture"]
+            }
+    alerting = raw.get("alerting")
+    rules = alerting.get("rules") if isinstance(alerting, dict) else None
+    for index, rule in enumerate(rules if isinstance(rules, list) else ()):
+        if not isinstance(rule, dict) or rule.get("journey") not in captures:
+            continue
+        try:
+            capture = parse_rule_expression(rule.get("when")).capture
+        except RuleSyntaxError:
+            continue  # reported by the field's own validation
+        known = captures[rule["journey"]]
+        if capture is not None and capture not in known:
+            yield ConfigIssue(
+                f"alerting.rules[{index}].when",
+                f"journey {rule['journey']!r} captures no {capture!r}" + _choices(capture, known),
+            )
 
 
 def _choices(name: str, known: set[str]) -> str:

@@ -114,6 +114,27 @@ def step_config(step_yaml: str, extra: str = "") -> str:
             ),
             "alerting.rules[0].step: journey 'j' has no step 't'",
         ),
+        (
+            step_config(
+                "- name: s\n  url: /",
+                "alerting:\n  rules: [{name: R, severity: info, journey: j, when: 'p42 > 2s'}]",
+            ),
+            "alerting.rules[0].when: unknown quantile 'p42'",
+        ),
+        (
+            step_config(
+                "- name: s\n  url: /\n  capture: {v: json.v}",
+                "alerting:\n  rules: [{name: R, severity: info, journey: j, when: 'changed(v)', window: 5m}]",
+            ),
+            "alerting.rules[0]: 'changed(v)' fires once per change: it takes no window or for",
+        ),
+        (
+            step_config(
+                "- name: s\n  url: /\n  capture: {v: json.v}",
+                "alerting:\n  rules: [{name: R, severity: info, journey: j, when: 'avg(tokens) > 5'}]",
+            ),
+            "alerting.rules[0].when: journey 'j' captures no 'tokens'",
+        ),
         ("journeys: []", "journeys: needs at least 1 item"),
         (
             "service: x\nservice: y\n" + step_config("- name: s\n  url: /"),
