@@ -128,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROUTE:SPEC",
         help="start the sample API broken, e.g. /health:error_rate=0.5,status=503,delay=0.2",
     )
+    replay = commands.add_parser(
+        "replay",
+        help="feed recorded journey results through the SLO engine; print the alert timeline",
+    )
+    with_config(replay)
+    replay.add_argument(
+        "--events",
+        default=_env("EVENTS"),
+        required=_env("EVENTS") is None,
+        metavar="FILE.jsonl",
+        help="recorded results, one JSON object a line (PROBER_EVENTS)",
+    )
     return parser
 
 
@@ -169,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "replay":
+            return _replay(args)
     except ConfigError as error:
         for issue in error.issues:
             print(redact(str(issue)), file=sys.stderr)
@@ -216,6 +230,32 @@ def _run_once(args: argparse.Namespace) -> int:
         wait_ready=wait_ready,
     )
     return run_once(config, options, out=sys.stdout, err=sys.stderr)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import json
+
+    from prober.config import load_config
+    from prober.replay import read_events, replay, transition_records
+
+    config = load_config(args.config)
+    try:
+        with open(args.events, encoding="utf-8") as lines:
+            events = read_events(lines, args.events)
+    except OSError as error:
+        raise UsageError(f"--events: cannot read {args.events}: {error.strerror}") from None
+    known = {journey.name for journey in config.journeys}
+    unknown = sorted({event.journey for event in events} - known)
+    if unknown:
+        print(
+            f"prober: skipping events of journeys not in the config: {', '.join(unknown)}",
+            file=sys.stderr,
+        )
+    for tick in replay(config, events):
+        for record in transition_records(tick):
+            sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
 
 
 def _daemon_settings(args: argparse.Namespace) -> tuple[tuple[str, int], float]:

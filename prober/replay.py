@@ -1,0 +1,170 @@
+"""`prober replay` and the event format that `prober export` writes (DESIGN: "Replay").
+
+Input: one JSON object a line,
+`{"timestamp": "2026-11-01T12:00:00Z", "journey": "chat", "success": false, ...}`
+(`timestamp` may be unix seconds; only `timestamp`, `journey`, `success` are required).
+Simulated time advances in steps of `alerting.evaluation_interval` from the first event to
+the last; at each tick the events up to it are recorded and the engine evaluated, exactly
+as the daemon does live. Output: one JSON line per alert transition, in time order.
+
+Decisions: events of journeys the config does not know are skipped (counted on stderr);
+`ProberNoData` is evaluated only for journeys that appear in the events, since a recording
+of one journey says nothing about the others; a malformed line is an error naming its line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from prober.config import ProberConfig
+from prober.errors import ConfigError, ConfigIssue
+from prober.slos import engine_spec
+from slo.engine import Engine, Event, Tick
+
+__all__ = ["event_to_json", "parse_event", "read_events", "replay", "transition_records"]
+
+
+def parse_timestamp(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"invalid timestamp {value!r}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"invalid timestamp {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"invalid timestamp {value!r}: expected RFC 3339 or unix seconds"
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    raise ValueError(f"invalid timestamp {value!r}")
+
+
+def rfc3339(seconds: float) -> str:
+    moment = datetime.fromtimestamp(seconds, UTC)
+    spec = "seconds" if moment.microsecond == 0 else "milliseconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def parse_event(data: Any) -> Event:
+    """One replay line, already JSON-decoded; raises ValueError with what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    missing = [key for key in ("timestamp", "journey", "success") if key not in data]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    if not isinstance(data["journey"], str) or not isinstance(data["success"], bool):
+        raise ValueError("'journey' must be a string and 'success' true or false")
+    duration = data.get("duration_seconds")
+    if duration is not None and (
+        isinstance(duration, bool) or not isinstance(duration, int | float)
+    ):
+        raise ValueError(f"invalid duration_seconds {duration!r}")
+    codes = data.get("status_codes") or {}
+    if not isinstance(codes, dict) or not all(
+        isinstance(code, int) and not isinstance(code, bool) for code in codes.values()
+    ):
+        raise ValueError("'status_codes' must map step names to integers")
+    captures = data.get("captures") or {}
+    if not isinstance(captures, dict):
+        raise ValueError("'captures' must be an object")
+    return Event(
+        timestamp=parse_timestamp(data["timestamp"]),
+        journey=data["journey"],
+        success=data["success"],
+        duration_seconds=None if duration is None else float(duration),
+        failed_step=data.get("failed_step"),
+        reason=data.get("reason"),
+        status_codes=codes,
+        captures=captures,
+        inconclusive=bool(data.get("inconclusive", False)),
+    )
+
+
+def read_events(lines: Iterable[str], source: str) -> list[Event]:
+    """Every event of a JSON-lines file, sorted by time; all bad lines reported at once."""
+    events, issues = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(parse_event(json.loads(line)))
+        except ValueError as error:  # json.JSONDecodeError is a ValueError
+            issues.append(ConfigIssue(f"{source}:{number}", str(error)))
+    if issues:
+        raise ConfigError(issues[:50])
+    events.sort(key=lambda event: event.timestamp)
+    return events
+
+
+def event_to_json(event: Event) -> str:
+    """The export format: what `read_events` reads back."""
+    record: dict[str, Any] = {
+        "timestamp": rfc3339(event.timestamp),
+        "journey": event.journey,
+        "success": event.success,
+    }
+    if event.duration_seconds is not None:
+        record["duration_seconds"] = round(event.duration_seconds, 6)
+    if event.failed_step is not None:
+        record["failed_step"] = event.failed_step
+    if event.reason is not None:
+        record["reason"] = event.reason
+    if event.status_codes:
+        record["status_codes"] = dict(event.status_codes)
+    if event.captures:
+        record["captures"] = dict(event.captures)
+    if event.inconclusive:
+        record["inconclusive"] = True
+    return json.dumps(record, separators=(", ", ": "), default=str)
+
+
+def replay(config: ProberConfig, events: list[Event]) -> Iterator[Tick]:
+    """Feed events through the engine in simulated time; one `Tick` per evaluation."""
+    if not events:
+        return
+    known = {journey.name for journey in config.journeys}
+    events = [event for event in events if event.journey in known]
+    if not events:
+        return
+    engine = Engine(engine_spec(config, journeys={event.journey for event in events}))
+    step = config.alerting.evaluation_interval
+    start, end = events[0].timestamp, events[-1].timestamp
+    position = 0
+    ticks = math.floor((end - start) / step + 1e-9)
+    for index in range(ticks + 1):
+        now = start + index * step
+        while position < len(events) and events[position].timestamp <= now:
+            engine.record(events[position])
+            position += 1
+        yield engine.evaluate(now)
+
+
+def transition_records(tick: Tick) -> Iterator[dict[str, Any]]:
+    """DESIGN's replay output lines for one tick's transitions."""
+    for transition in tick.transitions:
+        labels = dict(transition.labels)
+        record: dict[str, Any] = {
+            "timestamp": rfc3339(transition.at),
+            "alertname": labels.get("alertname"),
+            "severity": labels.get("severity"),
+        }
+        for key in ("slo", "journey", "step"):
+            if key in labels:
+                record[key] = labels[key]
+        record["state"] = transition.state
+        for key in ("long_window", "short_window"):
+            if key in labels:
+                record[key] = labels[key]
+        for key in ("burn_rate_long", "burn_rate_short", "value"):
+            if key in transition.values:
+                record[key] = round(transition.values[key], 4)
+        yield record

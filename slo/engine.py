@@ -1,0 +1,351 @@
+"""The SLO engine: journey-run events in, SLO figures and alert transitions out. Pure.
+
+The daemon feeds it live runs and `prober replay` feeds it recorded ones in simulated
+time: the same code either way, since time is only ever an argument. An `Engine` holds
+
+- one `EventWindow` per SLO (good/bad per the SLO's indicator: availability is the run's
+  success; latency is success *and* a duration under `latency_below`),
+- the recent runs of every journey a threshold rule watches (as `RunSample`s, kept for the
+  longest window of that journey's rules),
+- the last value of every capture a `changed(...)` rule watches,
+- when each journey last reported (for `ProberNoData`),
+- the alert state (`slo.alerting`).
+
+`evaluate(now)` computes, per SLO, the error ratio and burn rate over every window the
+policies use plus the SLO window, the budget remaining and the projected time to exhaustion,
+and a `Signal` per alert: one per burn-rate policy of each SLO (no pending phase), one per
+threshold rule (pending for `for`), and `ProberNoData` per journey (warning, active when the
+journey has not reported for `no_data_intervals` × its interval — a stuck prober must not
+look like a healthy service). `slo.alerting.step` turns them into transitions.
+
+Inconclusive events (the prober's own network was down) are kept out of every SLI and rule,
+but still count as "the journey reported" for `ProberNoData`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from slo.alerting import AlertKey, AlertState, Signal, Transition, alert_key, step
+from slo.budget import Counts, budget_remaining, burn_rate, time_to_exhaustion
+from slo.policies import BurnRatePolicy, PolicyEvaluation, evaluate_policy
+from slo.rules import RuleExpression, RunSample, WindowData, is_changed, summarize
+from slo.windows import EventWindow
+
+__all__ = [
+    "DEFAULT_ALERT_NAME",
+    "NO_DATA_ALERT",
+    "Engine",
+    "EngineSpec",
+    "Event",
+    "RuleSpec",
+    "SloSpec",
+    "SloStatus",
+    "Tick",
+    "format_window",
+]
+
+DEFAULT_ALERT_NAME: Final = "SLOBurnRate"
+NO_DATA_ALERT: Final = "ProberNoData"
+DEFAULT_NO_DATA_INTERVALS: Final = 3
+#: "The current burn rate" (for the projected time to exhaustion) is the one over this window:
+#: long enough not to swing on every failed run, short enough to follow an incident.
+CURRENT_BURN_WINDOW: Final = 3600.0
+#: Windows every SLO reports besides its policies' and its own (the usual dashboard set).
+REPORTED_WINDOWS: Final = (300.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0, 259200.0)
+
+
+def format_window(seconds: float) -> str:
+    """`5m`, `1h`, `30d`: the spelling used in labels and output."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One journey run (the replay input format): only `timestamp`, `journey`, `success`
+    are required. `status_codes` maps step name to status; `step_durations` is optional."""
+
+    timestamp: float
+    journey: str
+    success: bool
+    duration_seconds: float | None = None
+    failed_step: str | None = None
+    reason: str | None = None
+    status_codes: Mapping[str, int] = field(default_factory=dict)
+    captures: Mapping[str, object] = field(default_factory=dict)
+    inconclusive: bool = False
+
+    def sample(self, step: str | None) -> RunSample | None:
+        """The run as a rule on this journey (or on one of its steps) sees it; None when the
+        step did not run (an earlier step failed)."""
+        if step is None:
+            return RunSample(
+                self.success,
+                self.duration_seconds,
+                tuple(self.status_codes.values()),
+                self.captures,
+            )
+        if step not in self.status_codes and self.failed_step != step:
+            return None
+        code = self.status_codes.get(step)
+        return RunSample(
+            self.failed_step != step,
+            self.duration_seconds,
+            () if code is None else (code,),
+            self.captures,
+        )
+
+
+@dataclass(frozen=True)
+class SloSpec:
+    name: str
+    journey: str
+    objective: float
+    window: float
+    policies: tuple[BurnRatePolicy, ...]
+    latency_below: float | None = None
+    alert_name: str = DEFAULT_ALERT_NAME
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def is_good(self, event: Event) -> bool:
+        if not event.success:
+            return False
+        if self.latency_below is None:
+            return True
+        return event.duration_seconds is not None and event.duration_seconds < self.latency_below
+
+    @property
+    def windows(self) -> tuple[float, ...]:
+        """Every window reported for this SLO, shortest first."""
+        found = set(REPORTED_WINDOWS) | {self.window}
+        for policy in self.policies:
+            found |= {policy.long_window, policy.short_window}
+        return tuple(sorted(window for window in found if window <= self.retention))
+
+    @property
+    def retention(self) -> float:
+        return max([self.window, *(policy.long_window for policy in self.policies)])
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    name: str
+    severity: str
+    journey: str
+    expression: RuleExpression
+    window: float
+    step: str | None = None
+    for_seconds: float = 0.0
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    service: str
+    slos: tuple[SloSpec, ...] = ()
+    rules: tuple[RuleSpec, ...] = ()
+    intervals: Mapping[str, float] = field(default_factory=dict)  # journey → probe interval
+    no_data_intervals: int = DEFAULT_NO_DATA_INTERVALS
+
+
+@dataclass(frozen=True)
+class PolicyStatus:
+    policy: BurnRatePolicy
+    evaluation: PolicyEvaluation
+    labels: AlertKey
+
+
+@dataclass(frozen=True)
+class SloStatus:
+    """One SLO at one tick. Ratios are None where a window holds no events."""
+
+    spec: SloSpec
+    error_ratios: Mapping[float, float | None]
+    burn_rates: Mapping[float, float | None]
+    window_counts: Counts
+    budget_remaining: float | None
+    time_to_exhaustion: float | None
+    policies: tuple[PolicyStatus, ...]
+
+
+@dataclass(frozen=True)
+class Tick:
+    now: float
+    slos: tuple[SloStatus, ...]
+    transitions: tuple[Transition, ...]
+    alerts: AlertState
+    signals: Mapping[AlertKey, Signal]
+
+
+class Engine:
+    """Live state for one `EngineSpec`; `record` runs, `evaluate` at each tick."""
+
+    def __init__(self, spec: EngineSpec, alerts: AlertState | None = None) -> None:
+        self.spec = spec
+        self.alerts = alerts or AlertState()
+        self.windows = {slo.name: EventWindow(slo.retention) for slo in spec.slos}
+        self._slos_by_journey: dict[str, list[SloSpec]] = {}
+        for slo in spec.slos:
+            self._slos_by_journey.setdefault(slo.journey, []).append(slo)
+        self._rule_retention: dict[str, float] = {}
+        self._changed_captures: dict[str, set[str]] = {}
+        for rule in spec.rules:
+            if rule.expression.windowed:
+                previous = self._rule_retention.get(rule.journey, 0.0)
+                self._rule_retention[rule.journey] = max(previous, rule.window)
+            elif rule.expression.capture is not None:
+                self._changed_captures.setdefault(rule.journey, set()).add(rule.expression.capture)
+        self._recent: dict[str, deque[Event]] = {
+            journey: deque() for journey in self._rule_retention
+        }
+        self._last_capture: dict[tuple[str, str], object] = {}
+        self._changed: dict[str, set[str]] = {}
+        self._last_report: dict[str, float] = {}
+        self._started: float | None = None
+
+    def record(self, event: Event) -> None:
+        """Count one run; events may arrive slightly out of order."""
+        previous = self._last_report.get(event.journey)
+        if previous is None or event.timestamp > previous:
+            self._last_report[event.journey] = event.timestamp
+        if event.inconclusive:
+            return
+        for slo in self._slos_by_journey.get(event.journey, ()):
+            self.windows[slo.name].add(event.timestamp, slo.is_good(event))
+        recent = self._recent.get(event.journey)
+        if recent is not None:
+            recent.append(event)
+        for capture in self._changed_captures.get(event.journey, ()):
+            if capture not in event.captures:
+                continue  # missing is not a change; keep the last value seen
+            key = (event.journey, capture)
+            value = event.captures[capture]
+            if is_changed(self._last_capture.get(key), value):
+                self._changed.setdefault(event.journey, set()).add(capture)
+            self._last_capture[key] = value
+
+    def evaluate(self, now: float) -> Tick:
+        """Every SLO's figures and every alert's signal at `now`; advances the alert state."""
+        if self._started is None:
+            self._started = now
+        signals: dict[AlertKey, Signal] = {}
+        statuses = tuple(self._evaluate_slo(slo, now, signals) for slo in self.spec.slos)
+        self._evaluate_rules(now, signals)
+        self._evaluate_no_data(now, signals)
+        self.alerts, transitions = step(self.alerts, signals, now)
+        return Tick(now, statuses, transitions, self.alerts, MappingProxyType(signals))
+
+    def _evaluate_slo(self, slo: SloSpec, now: float, signals: dict[AlertKey, Signal]) -> SloStatus:
+        window = self.windows[slo.name]
+        counts = {span: window.counts(span, now) for span in slo.windows}
+        policies = []
+        for policy in slo.policies:
+            evaluation = evaluate_policy(
+                policy, slo.objective, counts[policy.long_window], counts[policy.short_window]
+            )
+            labels = alert_key(
+                {
+                    "alertname": slo.alert_name,
+                    "severity": policy.severity,
+                    "slo": slo.name,
+                    "journey": slo.journey,
+                    "service": self.spec.service,
+                    "long_window": format_window(policy.long_window),
+                    "short_window": format_window(policy.short_window),
+                    "burnrate_tier": "page" if policy.severity == "critical" else "ticket",
+                }
+            )
+            values = {"threshold": policy.threshold}
+            if evaluation.burn_rate_long is not None:
+                values["burn_rate_long"] = evaluation.burn_rate_long
+            if evaluation.burn_rate_short is not None:
+                values["burn_rate_short"] = evaluation.burn_rate_short
+            signals[labels] = Signal(evaluation.firing, 0.0, values)
+            policies.append(PolicyStatus(policy, evaluation, labels))
+        slo_counts = counts[slo.window]
+        remaining = budget_remaining(slo.objective, slo_counts)
+        current_window = min(slo.windows, key=lambda span: abs(span - CURRENT_BURN_WINDOW))
+        current = burn_rate(slo.objective, counts[current_window])
+        exhaustion = None
+        if remaining is not None and current is not None:
+            exhaustion = time_to_exhaustion(remaining, current, slo.window)
+        return SloStatus(
+            spec=slo,
+            error_ratios=MappingProxyType({span: counts[span].error_ratio for span in slo.windows}),
+            burn_rates=MappingProxyType(
+                {span: burn_rate(slo.objective, counts[span]) for span in slo.windows}
+            ),
+            window_counts=slo_counts,
+            budget_remaining=remaining,
+            time_to_exhaustion=exhaustion,
+            policies=tuple(policies),
+        )
+
+    def _evaluate_rules(self, now: float, signals: dict[AlertKey, Signal]) -> None:
+        for journey, recent in self._recent.items():
+            horizon = now - self._rule_retention[journey]
+            while recent and recent[0].timestamp <= horizon:
+                recent.popleft()
+        changed = self._changed
+        self._changed = {}
+        for rule in self.spec.rules:
+            labels = alert_key(
+                {
+                    "alertname": rule.name,
+                    "severity": rule.severity,
+                    "journey": rule.journey,
+                    "step": rule.step or "",
+                    "service": self.spec.service,
+                }
+            )
+            if rule.expression.windowed:
+                data = summarize(self._samples(rule, now))
+                result = rule.expression.evaluate(data)
+                values = {} if result.value is None else {"value": result.value}
+                signals[labels] = Signal(result.active, rule.for_seconds, values)
+            else:
+                data = WindowData(runs=0, changed_captures=frozenset(changed.get(rule.journey, ())))
+                result = rule.expression.evaluate(data)
+                signals[labels] = Signal(result.active, 0.0, {}, one_shot=True)
+
+    def _samples(self, rule: RuleSpec, now: float) -> Iterable[RunSample]:
+        start = now - rule.window
+        for event in self._recent.get(rule.journey, ()):
+            if start < event.timestamp <= now:
+                sample = event.sample(rule.step)
+                if sample is not None:
+                    yield sample
+
+    def _evaluate_no_data(self, now: float, signals: dict[AlertKey, Signal]) -> None:
+        assert self._started is not None
+        for journey, interval in self.spec.intervals.items():
+            limit = self.spec.no_data_intervals * interval
+            last = self._last_report.get(journey, self._started)
+            labels = alert_key(
+                {
+                    "alertname": NO_DATA_ALERT,
+                    "severity": "warning",
+                    "journey": journey,
+                    "service": self.spec.service,
+                }
+            )
+            silent = now - last
+            signals[labels] = Signal(silent > limit, 0.0, {"seconds_without_data": silent})
+
+    def last_reports(self) -> Mapping[str, float]:
+        return MappingProxyType(dict(self._last_report))
+
+    def restore_last_reports(self, reports: Mapping[str, float]) -> None:
+        for journey, timestamp in reports.items():
+            if math.isfinite(timestamp):
+                self._last_report[journey] = max(
+                    timestamp, self._last_report.get(journey, timestamp)
+                )
