@@ -70,10 +70,12 @@ def test_fast_outage_pages_within_5_minutes_and_clears() -> None:
     """A hard outage pages on 1h/5m within 5 minutes, and resolves after recovery."""
     records = timeline("fast-outage")
     fast = firings(records, "1h")
-    assert fast and fast[0]["severity"] == "critical"
+    assert fast
+    assert fast[0]["severity"] == "critical"
     assert 2 * HOUR < seconds(fast[0]) <= 2 * HOUR + 300
     resolved = [r for r in records if r["state"] == "resolved" and r.get("long_window") == "1h"]
-    assert resolved and 2 * HOUR + 1200 < seconds(resolved[0]) <= 2 * HOUR + 1200 + 600
+    assert resolved
+    assert 2 * HOUR + 1200 < seconds(resolved[0]) <= 2 * HOUR + 1200 + 600
     assert not any(
         r["state"] == "firing"
         for r in records
@@ -84,7 +86,8 @@ def test_fast_outage_pages_within_5_minutes_and_clears() -> None:
 def test_four_percent_degradation_pages_slow_tier_only() -> None:
     """4% errors on a 99.5% SLO pages on 6h/30m and never on 1h/5m."""
     records = timeline("degradation-4pct")
-    assert firings(records, "6h") and firings(records, "6h")[0]["severity"] == "critical"
+    assert firings(records, "6h")
+    assert firings(records, "6h")[0]["severity"] == "critical"
     assert firings(records, "1h") == []
 
 
@@ -92,7 +95,13 @@ def test_slow_leak_only_warns() -> None:
     """1% errors for two days opens a ticket (warning) and never pages."""
     records = timeline("slow-leak")
     fired = [r for r in records if r["state"] == "firing"]
-    assert fired and {r["severity"] for r in fired} == {"warning"}
+    assert fired
+    assert {r["severity"] for r in fired} == {"warning"}
+
+
+def _ratio(points: list[tuple[float, bool]], tick: float, window: float) -> tuple[float | None, int]:
+    inside = [ok for at, ok in points if tick - window < at <= tick]
+    return ((inside.count(False) / len(inside)) if inside else None), len(inside)
 
 
 def naive_firing(
@@ -104,12 +113,8 @@ def naive_firing(
     tick = start
     while tick <= end:
 
-        def ratio(window: float) -> tuple[float | None, int]:
-            inside = [ok for at, ok in points if tick - window < at <= tick]
-            return ((inside.count(False) / len(inside)) if inside else None), len(inside)
-
-        long_ratio, long_n = ratio(long)
-        short_ratio, _ = ratio(short)
+        long_ratio, long_n = _ratio(points, tick, long)
+        short_ratio, _ = _ratio(points, tick, short)
         fires = (
             long_ratio is not None
             and short_ratio is not None
