@@ -43,6 +43,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/run_once_wall.py
 	$(BIN)/python bench/step_overhead.py
 	$(BIN)/python bench/daemon_throughput.py
+	$(BIN)/python bench/slo_store.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -35,7 +35,7 @@ from slo.alerting import AlertKey, AlertState, Signal, Transition, alert_key, st
 from slo.budget import Counts, budget_remaining, burn_rate, time_to_exhaustion
 from slo.policies import BurnRatePolicy, PolicyEvaluation, evaluate_policy
 from slo.rules import RuleExpression, RunSample, WindowData, is_changed, summarize
-from slo.windows import EventWindow
+from slo.windows import DEFAULT_BUCKET_SECONDS, EventWindow
 
 __all__ = [
     "DEFAULT_ALERT_NAME",
@@ -154,6 +154,13 @@ class EngineSpec:
     rules: tuple[RuleSpec, ...] = ()
     intervals: Mapping[str, float] = field(default_factory=dict)  # journey → probe interval
     no_data_intervals: int = DEFAULT_NO_DATA_INTERVALS
+    evaluation_interval: float = 30.0
+
+    @property
+    def bucket_seconds(self) -> float:
+        """Window buckets narrow enough that transitions stay within two evaluation
+        intervals of the exact definition (see `slo.windows`)."""
+        return min(DEFAULT_BUCKET_SECONDS, 2 * self.evaluation_interval)
 
 
 @dataclass(frozen=True)
@@ -191,7 +198,10 @@ class Engine:
     def __init__(self, spec: EngineSpec, alerts: AlertState | None = None) -> None:
         self.spec = spec
         self.alerts = alerts or AlertState()
-        self.windows = {slo.name: EventWindow(slo.retention) for slo in spec.slos}
+        self.windows = {
+            slo.name: EventWindow(slo.retention, bucket_seconds=spec.bucket_seconds)
+            for slo in spec.slos
+        }
         self._slos_by_journey: dict[str, list[SloSpec]] = {}
         for slo in spec.slos:
             self._slos_by_journey.setdefault(slo.journey, []).append(slo)
