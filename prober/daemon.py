@@ -35,7 +35,9 @@ from prober.metrics import ProberMetrics
 from prober.results import RunResult
 from prober.scheduler import HostRateLimits, Scheduler
 from prober.server import StatusServer
+from prober.slos import engine_spec, event_from_run
 from prober.status import StatusBoard, render_page
+from slo.engine import Engine
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_LISTEN", "Daemon", "LagMonitor"]
 
@@ -102,6 +104,7 @@ class Daemon:
         self.server: StatusServer | None = None
         self._runner: JourneyRunner | None = None
         self._scheduler: Scheduler | None = None
+        self.engine = Engine(engine_spec(config))
 
     def _build_runner(self, config: ProberConfig) -> JourneyRunner:
         client = HttpClient(verify=config.target.tls_verify, ca_file=config.target.tls_ca_file)
@@ -111,7 +114,11 @@ class Daemon:
     def _apply(self, config: ProberConfig) -> None:
         self.config = config
         self._runner = self._build_runner(config)
+        engine = Engine(engine_spec(config))
+        engine.adopt(self.engine)
+        self.engine = engine
         self.metrics.configure(config)
+        self.metrics.configure_slos((slo.name, slo.objective) for slo in config.slos)
         self.board.configure(
             config.service, {j.name: j.interval_or(config.defaults) for j in config.journeys}
         )
@@ -124,8 +131,31 @@ class Daemon:
         result: RunResult = await self._runner.run(journey)
         affected = self.lag.affected(started, time.monotonic())
         self.metrics.observe(result, lag_affected=affected)
+        self.metrics.observe_slo_events(self.engine.record(event_from_run(result)))
         self.board.record(result, lag_affected=affected)
         log_run(result, lag_affected=affected)
+
+    def evaluate(self, now: float | None = None) -> None:
+        """One SLO evaluation: figures to metrics and status, transitions to the log."""
+        tick = self.engine.evaluate(time.time() if now is None else now)
+        self.metrics.observe_tick(tick)
+        self.board.record_tick(tick)
+        for transition in tick.transitions:
+            labels = dict(transition.labels)
+            LOGGER.log(
+                logging.WARNING if transition.state == "firing" else logging.INFO,
+                f"alert {labels.get('alertname')} {transition.state}",
+                extra={
+                    "alert": labels,
+                    "journey": labels.get("journey"),
+                    "values": {name: round(value, 4) for name, value in transition.values.items()},
+                },
+            )
+
+    async def _evaluate_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.alerting.evaluation_interval)
+            self.evaluate()
 
     def ready(self) -> bool:
         return self.board.ready
@@ -186,7 +216,11 @@ class Daemon:
         LOGGER.info("prober started", extra={"listen": f"{host}:{port}", "path": self.config_path})
         self._apply(self.config)
         _tune_garbage_collector()
-        background = [loop.create_task(self.lag.run()), loop.create_task(self._watch_file())]
+        background = [
+            loop.create_task(self.lag.run()),
+            loop.create_task(self._watch_file()),
+            loop.create_task(self._evaluate_forever()),
+        ]
         await self._stop.wait()
         LOGGER.info(
             "shutting down: draining in-flight runs", extra={"duration_ms": self.grace * 1000}

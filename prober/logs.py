@@ -39,6 +39,8 @@ _FIELDS = (
     "path",
     "listen",
     "version",
+    "alert",
+    "values",
 )
 
 

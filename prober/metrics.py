@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from prober.config import ProberConfig
 from prober.results import PHASES, REASONS, RunResult, StepResult
 from prober.sketch import WindowedSketch
+from slo.engine import Tick, format_window
 
 __all__ = ["LATENCY_BUCKETS", "QUANTILES", "ProberMetrics"]
 
@@ -127,6 +128,47 @@ class ProberMetrics:
             registry=r,
         )
         self.build_info = Gauge("prober_build_info", "prober's version.", ["version"], registry=r)
+        self.slo_events = Counter(
+            "prober_slo_events",
+            "SLO events by result (good: the run met the SLI).",
+            ["slo", "result"],
+            registry=r,
+        )
+        self.slo_objective = Gauge(
+            "prober_slo_objective_ratio", "The SLO's objective.", ["slo"], registry=r
+        )
+        self.slo_error_ratio = Gauge(
+            "prober_slo_error_ratio",
+            "Bad / total events over the window (absent: no data).",
+            ["slo", "window"],
+            registry=r,
+        )
+        self.slo_burn_rate = Gauge(
+            "prober_slo_burn_rate",
+            "Error ratio / (1 - objective) over the window.",
+            ["slo", "window"],
+            registry=r,
+        )
+        self.slo_budget = Gauge(
+            "prober_slo_error_budget_remaining_ratio",
+            "Error budget left over the SLO window (1: untouched, < 0: overspent).",
+            ["slo"],
+            registry=r,
+        )
+        self.slo_exhaustion = Gauge(
+            "prober_slo_budget_exhaustion_seconds",
+            "Projected time until the budget is spent at the current (1h) burn rate.",
+            ["slo"],
+            registry=r,
+        )
+        self.alert_state = Gauge(
+            "prober_alert_state",
+            "0 inactive, 1 pending, 2 firing.",
+            ["alertname", "severity", "slo", "journey"],
+            registry=r,
+        )
+        self._alert_series: set[tuple[str, str, str, str]] = set()
+        self._slo_series: set[tuple[str, str]] = set()
         self.build_info.labels(version).set(1)
         self.reload_ok.set(1)
         r.register(_LatencyQuantiles(self))
@@ -189,6 +231,62 @@ class ProberMetrics:
         if series is None:
             return  # the journey was removed by a reload while it ran
         series.observe(result, lag_affected, self._monotonic())
+
+    def observe_slo_events(self, judged: Iterable[tuple[str, bool]]) -> None:
+        for slo, good in judged:
+            self.slo_events.labels(slo, "good" if good else "bad").inc()
+
+    def configure_slos(self, slos: Iterable[tuple[str, float]]) -> None:
+        """Objectives, and event counters at 0 for every SLO; drop removed SLOs' series."""
+        wanted = dict(slos)
+        for slo in {name for name, _ in self._slo_series} - set(wanted):
+            _remove(self.slo_objective, slo)
+            _remove(self.slo_budget, slo)
+            _remove(self.slo_exhaustion, slo)
+            for result in ("good", "bad"):
+                _remove(self.slo_events, slo, result)
+        for name, objective in wanted.items():
+            self.slo_objective.labels(name).set(objective)
+            for result in ("good", "bad"):
+                self.slo_events.labels(name, result)
+        self._slo_series = {(name, "") for name in wanted}
+
+    def observe_tick(self, tick: Tick) -> None:
+        """The SLO figures and alert states of one evaluation."""
+        for status in tick.slos:
+            name = status.spec.name
+            for window, ratio in status.error_ratios.items():
+                label = format_window(window)
+                if ratio is None:
+                    _remove(self.slo_error_ratio, name, label)
+                    _remove(self.slo_burn_rate, name, label)
+                else:
+                    self.slo_error_ratio.labels(name, label).set(ratio)
+                    self.slo_burn_rate.labels(name, label).set(status.burn_rates[window] or 0.0)
+            if status.budget_remaining is None:
+                _remove(self.slo_budget, name)
+            else:
+                self.slo_budget.labels(name).set(status.budget_remaining)
+            if status.time_to_exhaustion is None:
+                _remove(self.slo_exhaustion, name)
+            else:
+                self.slo_exhaustion.labels(name).set(status.time_to_exhaustion)
+        phases = {"inactive": 0, "pending": 1, "firing": 2}
+        states: dict[tuple[str, str, str, str], int] = {}
+        for key in tick.signals:
+            labels = dict(key)
+            series = (
+                labels.get("alertname", ""),
+                labels.get("severity", ""),
+                labels.get("slo", ""),
+                labels.get("journey", ""),
+            )
+            states[series] = max(states.get(series, 0), phases[tick.alerts.phase(key)])
+        for series in self._alert_series - set(states):
+            _remove(self.alert_state, *series)
+        for series, value in states.items():
+            self.alert_state.labels(*series).set(value)
+        self._alert_series = set(states)
 
     def latency_quantiles(self, journey: str) -> dict[str, dict[float, float | None]]:
         sketch = self.sketches.get(journey)

@@ -55,7 +55,13 @@ def engine_spec(config: ProberConfig, *, journeys: set[str] | None = None) -> En
         for journey in config.journeys
         if journeys is None or journey.name in journeys
     }
-    return EngineSpec(service=config.service, slos=slos, rules=rules, intervals=intervals)
+    return EngineSpec(
+        service=config.service,
+        slos=slos,
+        rules=rules,
+        intervals=intervals,
+        evaluation_interval=config.alerting.evaluation_interval,
+    )
 
 
 def _annotations(

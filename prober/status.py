@@ -16,6 +16,7 @@ from typing import Any
 
 from prober.redaction import redact
 from prober.results import RunResult
+from slo.engine import SloStatus, Tick, format_window
 
 __all__ = ["JourneyStatus", "StatusBoard", "render_page"]
 
@@ -41,6 +42,8 @@ class StatusBoard:
     journeys: dict[str, JourneyStatus] = field(default_factory=dict)
     config_loaded: bool = False
     config_path: str = ""
+    slos: tuple[dict[str, Any], ...] = ()  # replaced whole at each evaluation
+    alerts: tuple[dict[str, Any], ...] = ()
 
     def configure(self, service: str, intervals: Mapping[str, float]) -> None:
         self.service = service
@@ -75,6 +78,19 @@ class StatusBoard:
             lag_affected,
         )
 
+    def record_tick(self, tick: Tick) -> None:
+        """Publish one evaluation's SLO figures and active alerts (two atomic swaps)."""
+        self.slos = tuple(_slo_json(status) for status in tick.slos)
+        self.alerts = tuple(
+            {
+                **dict(key),
+                "state": alert.phase,
+                "active_since": _rfc3339(alert.active_since),
+                **{name: round(value, 4) for name, value in alert.values.items()},
+            }
+            for key, alert in tick.alerts.alerts.items()
+        )
+
     @property
     def ready(self) -> bool:
         """Config loaded and every journey has run at least once."""
@@ -93,6 +109,8 @@ class StatusBoard:
             "journeys": [
                 _journey_json(status, quantiles(status.name)) for status in journeys.values()
             ],
+            "slos": list(self.slos),
+            "alerts": list(self.alerts),
         }
 
 
@@ -117,6 +135,35 @@ def _journey_json(
             "lag_affected": status.last_lag_affected,
             **last.as_dict(),
         },
+    }
+
+
+def _slo_json(status: SloStatus) -> dict[str, Any]:
+    spec = status.spec
+    return {
+        "name": spec.name,
+        "journey": spec.journey,
+        "objective": spec.objective,
+        "window": format_window(spec.window),
+        "indicator": "availability"
+        if spec.latency_below is None
+        else f"latency < {spec.latency_below:g}s",
+        "events": {"good": status.window_counts.good, "bad": status.window_counts.bad},
+        "error_budget_remaining": status.budget_remaining,
+        "time_to_exhaustion_seconds": status.time_to_exhaustion,
+        "error_ratio": {format_window(w): r for w, r in status.error_ratios.items()},
+        "burn_rate": {format_window(w): r for w, r in status.burn_rates.items()},
+        "policies": [
+            {
+                "severity": policy.policy.severity,
+                "long_window": format_window(policy.policy.long_window),
+                "short_window": format_window(policy.policy.short_window),
+                "threshold": policy.policy.threshold,
+                "firing": policy.evaluation.firing,
+                "reason": str(policy.evaluation.reason),
+            }
+            for policy in status.policies
+        ],
     }
 
 
@@ -160,15 +207,77 @@ table {{ border-collapse: collapse; }} th, td {{ padding: .3em .8em; border-bott
 tr.ok td:nth-child(2) {{ color: #1a7f37; font-weight: 600; }}
 tr.failing td {{ background: #ffebe9; }} tr.failing td:nth-child(2) {{ color: #cf222e; font-weight: 600; }}
 tr.pending td:nth-child(2) {{ color: #888; }}
+.bar {{ display: inline-block; width: 8em; height: .8em; background: #eee; vertical-align: middle; }}
+.bar div {{ height: 100%; }} li.critical {{ color: #cf222e; }} li.warning {{ color: #bf8700; }}
 </style></head><body>
 <h1>prober · {html.escape(status["service"])}</h1>
 <p>{"ready" if status["ready"] else "starting: not every journey has run yet"} ·
 <a href="/metrics">/metrics</a> · <a href="/api/status">/api/status</a></p>
 <table><tr><th>journey</th><th>state</th><th>success</th><th>p50 (5m)</th><th>p95 (5m)</th><th>p99 (5m)</th><th>last run</th><th>failure</th></tr>
 {"".join(rows)}
-</table></body></html>
+</table>
+{_slo_section(status)}
+</body></html>
 """
     return redact(page)
+
+
+def _slo_section(status: Mapping[str, Any]) -> str:
+    if not status.get("slos"):
+        return ""
+    rows = []
+    for slo in status["slos"]:
+        remaining = slo["error_budget_remaining"]
+        width = 0 if remaining is None else max(0.0, min(1.0, remaining)) * 100
+        colour = (
+            "#1a7f37"
+            if remaining is None or remaining > 0.5
+            else "#bf8700"
+            if remaining > 0.2
+            else "#cf222e"
+        )
+        budget = "no data" if remaining is None else f"{remaining:.1%}"
+        burns = (
+            " · ".join(
+                f"{window} {rate:.2f}"
+                for window, rate in slo["burn_rate"].items()
+                if rate is not None
+            )
+            or "no data"
+        )
+        exhaustion = slo["time_to_exhaustion_seconds"]
+        eta = "–" if exhaustion is None else _duration(exhaustion)
+        firing = [p for p in slo["policies"] if p["firing"]]
+        rows.append(
+            f"<tr><td>{html.escape(slo['name'])}</td><td>{slo['objective']:.3%} / {slo['window']}</td>"
+            f"<td><div class='bar'><div style='width:{width:.0f}%;background:{colour}'></div></div> {budget}</td>"
+            f"<td>{html.escape(burns)}</td><td>{eta}</td>"
+            f"<td>{html.escape(', '.join(p['severity'] + ' ' + p['long_window'] + '/' + p['short_window'] for p in firing))}</td></tr>"
+        )
+    alerts = (
+        "".join(
+            f"<li class='{html.escape(str(a.get('severity', '')))}'>{html.escape(str(a.get('alertname')))} "
+            f"({html.escape(str(a.get('severity')))}, {html.escape(str(a.get('slo') or a.get('journey') or ''))}): "
+            f"{html.escape(str(a['state']))} since {html.escape(str(a['active_since']))}</li>"
+            for a in status.get("alerts", ())
+        )
+        or "<li>none</li>"
+    )
+    return (
+        "<h2>SLOs</h2><table><tr><th>SLO</th><th>objective</th><th>error budget left</th>"
+        "<th>burn rate</th><th>budget gone in</th><th>burning</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        f"<h2>Alerts</h2><ul>{alerts}</ul>"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min"
 
 
 def _ms(value: float | None) -> str:

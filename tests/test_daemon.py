@@ -56,14 +56,18 @@ class Daemon:
     config: Path
     log: Path
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
+    def get(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, str, dict[str, str]]:
         return http_get(self.url + path, headers)
 
     def metrics(self) -> str:
         return self.get("/metrics")[1]
 
     def logs(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+        return [
+            json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")
+        ]
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -84,9 +88,24 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         full_env.update(env or {})
         with log.open("w") as output:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
-                [sys.executable, "-m", "prober", "run", "-c", str(config), "--listen",
-                 f"127.0.0.1:{port}", "--grace", "5s", *args],
-                stdout=output, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=REPO,
+                [
+                    sys.executable,
+                    "-m",
+                    "prober",
+                    "run",
+                    "-c",
+                    str(config),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--grace",
+                    "5s",
+                    *args,
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=full_env,
+                cwd=REPO,
             )
         daemon = Daemon(process, f"http://127.0.0.1:{port}", config, log)
         started.append(daemon)
@@ -140,7 +159,9 @@ def sample(metrics: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def test_serves_metrics_status_and_page(sample_api: SampleAPI, start_daemon: Callable[..., Daemon]) -> None:
+def test_serves_metrics_status_and_page(
+    sample_api: SampleAPI, start_daemon: Callable[..., Daemon]
+) -> None:
     """Once every journey ran, /readyz is 200 and the full metric set is served with config labels."""
     daemon = start_daemon(demo_config(sample_api.url), env=SECRET_ENV)
     wait_for(lambda: daemon.get("/readyz")[0] == 200, "/readyz")
@@ -155,7 +176,10 @@ def test_serves_metrics_status_and_page(sample_api: SampleAPI, start_daemon: Cal
         ("prober_journey_duration_seconds_count", {"journey": "chat"}),
         ("prober_step_duration_seconds_bucket", {"journey": "chat", "step": "login", "le": "2.0"}),
         ("prober_step_failures_total", {"journey": "chat", "step": "login", "reason": "timeout"}),
-        ("prober_journey_latency_seconds", {"journey": "healthcheck", "quantile": "0.95", "window": "5m"}),
+        (
+            "prober_journey_latency_seconds",
+            {"journey": "healthcheck", "quantile": "0.95", "window": "5m"},
+        ),
         ("prober_schedule_lag_seconds_count", {}),
         ("prober_config_last_reload_successful", {}),
         ("prober_build_info", {}),
@@ -179,16 +203,22 @@ def test_serves_metrics_status_and_page(sample_api: SampleAPI, start_daemon: Cal
     assert "chat" in page
 
 
-def test_openmetrics_negotiation(sample_api: SampleAPI, start_daemon: Callable[..., Daemon]) -> None:
+def test_openmetrics_negotiation(
+    sample_api: SampleAPI, start_daemon: Callable[..., Daemon]
+) -> None:
     """A scraper asking for OpenMetrics gets it."""
     daemon = start_daemon(demo_config(sample_api.url), env=SECRET_ENV)
-    code, body, headers = daemon.get("/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"})
+    code, body, headers = daemon.get(
+        "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
     assert code == 200
     assert headers["Content-Type"].startswith("application/openmetrics-text")
     assert body.rstrip().endswith("# EOF")
 
 
-def test_request_counts_match_intervals(sample_api: SampleAPI, start_daemon: Callable[..., Daemon]) -> None:
+def test_request_counts_match_intervals(
+    sample_api: SampleAPI, start_daemon: Callable[..., Daemon]
+) -> None:
     """The sample API sees one health request per interval (0.5 s) — no more, no fewer."""
     daemon = start_daemon(demo_config(sample_api.url, interval="500ms"), env=SECRET_ENV)
     wait_for(lambda: daemon.get("/readyz")[0] == 200, "/readyz")
@@ -199,14 +229,18 @@ def test_request_counts_match_intervals(sample_api: SampleAPI, start_daemon: Cal
     assert expected - 2 <= count <= expected + 2, (count, expected)
 
 
-def test_rate_limit_per_host_holds(sample_api: SampleAPI, start_daemon: Callable[..., Daemon]) -> None:
+def test_rate_limit_per_host_holds(
+    sample_api: SampleAPI, start_daemon: Callable[..., Daemon]
+) -> None:
     """20 journeys due every 500 ms against one host never exceed max_requests_per_second (4)."""
     journeys = "\n".join(
         f"  - {{name: j{i}, steps: [{{name: s, url: /health}}]}}" for i in range(20)
     )
-    config = (f'target: {{base_url: "{sample_api.url}"}}\n'
-              "defaults: {interval: 500ms, timeout: 10s, jitter: 0%, max_requests_per_second: 4}\n"
-              f"journeys:\n{journeys}\n")
+    config = (
+        f'target: {{base_url: "{sample_api.url}"}}\n'
+        "defaults: {interval: 500ms, timeout: 10s, jitter: 0%, max_requests_per_second: 4}\n"
+        f"journeys:\n{journeys}\n"
+    )
     daemon = start_daemon(config)
     wait_for(lambda: sample_api.stats()["/health"] >= 2, "first requests")
     first, started = sample_api.stats()["/health"], time.monotonic()
@@ -224,17 +258,37 @@ def test_reload_good_and_bad(sample_api: SampleAPI, start_daemon: Callable[..., 
     extra = "  - {name: extra, steps: [{name: s, url: /health}]}\n"
     daemon.config.write_text(demo_config(sample_api.url, extra_journey=extra))
     daemon.process.send_signal(signal.SIGHUP)
-    wait_for(lambda: sample(daemon.metrics(), "probe_success", journey="extra") == 1.0, "the new journey")
+    wait_for(
+        lambda: sample(daemon.metrics(), "probe_success", journey="extra") == 1.0, "the new journey"
+    )
     assert sample(daemon.metrics(), "prober_config_last_reload_successful") == 1.0
 
-    daemon.config.write_text("journeys: [{name: broken, steps: [{name: s, url: /, expect: ['status =~ 2']}]}]\n")
+    daemon.config.write_text(
+        "journeys: [{name: broken, steps: [{name: s, url: /, expect: ['status =~ 2']}]}]\n"
+    )
     daemon.process.send_signal(signal.SIGHUP)
-    wait_for(lambda: sample(daemon.metrics(), "prober_config_last_reload_successful") == 0.0, "reload failure")
+    wait_for(
+        lambda: sample(daemon.metrics(), "prober_config_last_reload_successful") == 0.0,
+        "reload failure",
+    )
     errors = [line for line in daemon.logs() if line["level"] == "error"]
     assert any("unknown operator '=~'" in " ".join(line.get("errors", [])) for line in errors)
-    runs = sample(daemon.metrics(), "prober_journey_runs_total", journey="extra", result="success") or 0
-    wait_for(lambda: (sample(daemon.metrics(), "prober_journey_runs_total", journey="extra", result="success") or 0) > runs,
-             "the old config to keep running")
+    runs = (
+        sample(daemon.metrics(), "prober_journey_runs_total", journey="extra", result="success")
+        or 0
+    )
+    wait_for(
+        lambda: (
+            (
+                sample(
+                    daemon.metrics(), "prober_journey_runs_total", journey="extra", result="success"
+                )
+                or 0
+            )
+            > runs
+        ),
+        "the old config to keep running",
+    )
 
 
 def test_reload_on_file_change(sample_api: SampleAPI, start_daemon: Callable[..., Daemon]) -> None:
@@ -242,10 +296,15 @@ def test_reload_on_file_change(sample_api: SampleAPI, start_daemon: Callable[...
     daemon = start_daemon(demo_config(sample_api.url), env=SECRET_ENV)
     extra = "  - {name: edited, steps: [{name: s, url: /health}]}\n"
     daemon.config.write_text(demo_config(sample_api.url, extra_journey=extra))
-    wait_for(lambda: sample(daemon.metrics(), "probe_success", journey="edited") == 1.0, "the edited journey")
+    wait_for(
+        lambda: sample(daemon.metrics(), "probe_success", journey="edited") == 1.0,
+        "the edited journey",
+    )
 
 
-def test_sigterm_drains_and_exits_0(sample_api: SampleAPI, start_daemon: Callable[..., Daemon]) -> None:
+def test_sigterm_drains_and_exits_0(
+    sample_api: SampleAPI, start_daemon: Callable[..., Daemon]
+) -> None:
     """SIGTERM stops scheduling, lets the in-flight run finish, and exits 0."""
     sample_api.set_fault("/health", __import__("prober.demo", fromlist=["Fault"]).Fault(delay=1.0))
     daemon = start_daemon(demo_config(sample_api.url), env=SECRET_ENV)
@@ -255,7 +314,9 @@ def test_sigterm_drains_and_exits_0(sample_api: SampleAPI, start_daemon: Callabl
     assert time.monotonic() - started < 5 + 3  # within the grace period, plus slack
     messages = [line["message"] for line in daemon.logs()]
     assert "stopped" in messages
-    assert any(line.get("journey") == "healthcheck" and line.get("success") for line in daemon.logs())
+    assert any(
+        line.get("journey") == "healthcheck" and line.get("success") for line in daemon.logs()
+    )
 
 
 def test_json_log_shape(sample_api: SampleAPI, start_daemon: Callable[..., Daemon]) -> None:
@@ -269,22 +330,34 @@ def test_json_log_shape(sample_api: SampleAPI, start_daemon: Callable[..., Daemo
     assert run_lines
     assert step_lines
     for line in run_lines:
-        assert {"timestamp", "level", "message", "service", "journey", "run_id", "duration_ms"} <= set(line)
+        assert {
+            "timestamp",
+            "level",
+            "message",
+            "service",
+            "journey",
+            "run_id",
+            "duration_ms",
+        } <= set(line)
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["timestamp"])
         assert line["service"] == "test-service"
     assert {"request_id", "status_code", "step", "run_id"} <= set(step_lines[0])
 
 
-def test_secrets_absent_from_every_endpoint_and_log(echo_server: str, start_daemon: Callable[..., Daemon]) -> None:
+def test_secrets_absent_from_every_endpoint_and_log(
+    echo_server: str, start_daemon: Callable[..., Daemon]
+) -> None:
     """A target echoing the secret cannot leak it to /metrics, /api/status, / or the logs."""
     secret = "pa55-Word-daemon-secret"
-    config = (f'target: {{base_url: "{echo_server}"}}\n'
-              "defaults: {interval: 1s, jitter: 0%}\n"
-              "journeys:\n"
-              "  - name: login\n"
-              "    steps:\n"
-              "      - {name: login, method: POST, url: '/login?p=${secret.PW}', json: {password: '${secret.PW}'},"
-              " expect: [json.received.password == x]}\n")
+    config = (
+        f'target: {{base_url: "{echo_server}"}}\n'
+        "defaults: {interval: 1s, jitter: 0%}\n"
+        "journeys:\n"
+        "  - name: login\n"
+        "    steps:\n"
+        "      - {name: login, method: POST, url: '/login?p=${secret.PW}', json: {password: '${secret.PW}'},"
+        " expect: [json.received.password == x]}\n"
+    )
     daemon = start_daemon(config, "--log-level", "debug", env={"PW": secret})
     wait_for(lambda: daemon.get("/readyz")[0] == 200, "/readyz")
     outputs = [daemon.get(path)[1] for path in ("/metrics", "/api/status", "/")]
@@ -293,3 +366,76 @@ def test_secrets_absent_from_every_endpoint_and_log(echo_server: str, start_daem
     assert "***" in outputs[1]  # the echoed value reached the status, masked
     for output in outputs:
         assert secret not in output
+
+
+def slo_config(url: str) -> str:
+    return f"""
+service: shop
+target: {{base_url: "{url}"}}
+defaults: {{interval: 500ms, timeout: 2s, jitter: 0%}}
+journeys:
+  - {{name: healthcheck, steps: [{{name: health, url: /health, expect: [status == 200]}}]}}
+slos:
+  - {{name: health-availability, journey: healthcheck, objective: 99%, window: 1d}}
+alerting:
+  evaluation_interval: 1s
+  rules:
+    - {{name: ApiDown, severity: critical, journey: healthcheck, when: "error_ratio > 90%", window: 3s}}
+"""
+
+
+def test_slo_figures_and_alerts_move_with_failures(
+    sample_api: SampleAPI, start_daemon: Callable[..., Daemon]
+) -> None:
+    """When the API fails, error ratios, burn rates and the budget move, ApiDown fires; healed, it resolves."""
+    from prober.demo import Fault
+
+    daemon = start_daemon(slo_config(sample_api.url))
+    wait_for(
+        lambda: (
+            sample(
+                daemon.metrics(), "prober_slo_error_ratio", slo="health-availability", window="5m"
+            )
+            == 0.0
+        ),
+        "a first evaluation with data",
+    )
+    assert sample(daemon.metrics(), "prober_slo_objective_ratio", slo="health-availability") == 0.99
+    assert sample(daemon.metrics(), "prober_alert_state", alertname="ApiDown") == 0.0
+    sample_api.set_fault("/health", Fault(error_rate=1.0, status=503))
+    wait_for(
+        lambda: (
+            sample(daemon.metrics(), "prober_alert_state", alertname="ApiDown", severity="critical")
+            == 2.0
+        ),
+        "ApiDown to fire",
+    )
+    metrics = daemon.metrics()
+    assert (
+        sample(metrics, "prober_slo_error_ratio", slo="health-availability", window="5m") or 0
+    ) > 0
+    assert (
+        sample(metrics, "prober_slo_burn_rate", slo="health-availability", window="5m") or 0
+    ) > 1
+    assert (
+        sample(metrics, "prober_slo_error_budget_remaining_ratio", slo="health-availability") or 1
+    ) < 1
+    assert (
+        sample(metrics, "prober_slo_events_total", slo="health-availability", result="bad") or 0
+    ) > 0
+    status = json.loads(daemon.get("/api/status")[1])
+    assert status["slos"][0]["name"] == "health-availability"
+    assert any(
+        alert["alertname"] == "ApiDown" and alert["state"] == "firing" for alert in status["alerts"]
+    )
+    assert "ApiDown" in daemon.get("/")[1]
+    sample_api.clear_faults()
+    wait_for(
+        lambda: sample(daemon.metrics(), "prober_alert_state", alertname="ApiDown") == 0.0,
+        "ApiDown to resolve",
+    )
+    daemon.stop()
+    states = [
+        line["message"] for line in daemon.logs() if line["message"].startswith("alert ApiDown")
+    ]
+    assert states == ["alert ApiDown firing", "alert ApiDown resolved"]
