@@ -140,6 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.jsonl",
         help="recorded results, one JSON object a line (PROBER_EVENTS)",
     )
+    export = commands.add_parser(
+        "export", help="write the recorded journey results as JSON lines (the replay input)"
+    )
+    with_config(export)
+    export.add_argument(
+        "--state",
+        default=_env("STATE"),
+        metavar="FILE",
+        help="the state file (default: the config's state_path) (PROBER_STATE)",
+    )
+    export.add_argument(
+        "--since",
+        default=_env("SINCE"),
+        metavar="DURATION",
+        help="only the results of the last DURATION, e.g. 2h (default all) (PROBER_SINCE)",
+    )
     return parser
 
 
@@ -183,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "replay":
             return _replay(args)
+        if args.command == "export":
+            return _export(args)
     except ConfigError as error:
         for issue in error.issues:
             print(redact(str(issue)), file=sys.stderr)
@@ -255,6 +273,32 @@ def _replay(args: argparse.Namespace) -> int:
         for record in transition_records(tick):
             sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    import time
+
+    from prober.config import load_config
+    from prober.store import StateError, StateStore
+    from prober.units import parse_duration
+
+    since = None
+    if args.since:
+        try:
+            since = time.time() - parse_duration(args.since)
+        except ValueError as error:
+            raise UsageError(f"--since: {error}") from None
+    # With --state the config only names the file, so it is not even read (no secrets needed).
+    path = args.state or load_config(args.config).state_path
+    try:
+        for record in StateStore.read_records(path, since):
+            sys.stdout.write(record + "\n")
+        sys.stdout.flush()
+    except StateError as error:
+        raise UsageError(str(error)) from None
+    except BrokenPipeError:  # `prober export | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 

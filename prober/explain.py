@@ -4,7 +4,9 @@ the defaults it inherits resolved, and the SLOs."""
 from __future__ import annotations
 
 from prober.config import ProberConfig
+from prober.slos import engine_spec
 from prober.units import format_duration
+from slo.policies import resolution_table
 
 __all__ = ["explain_config"]
 
@@ -45,4 +47,37 @@ def explain_config(config: ProberConfig) -> str:
                 f"  {slo.name}: {kind} of {slo.journey}, objective {slo.objective:.3%}"
                 f" over {format_duration(slo.window)}"
             )
+            lines.extend(_resolution_lines(config, slo.name))
     return "\n".join(lines) + "\n"
+
+
+def _resolution_lines(config: ProberConfig, slo_name: str) -> list[str]:
+    """Per burn-rate policy: what it takes to trip it at this journey's probe rate."""
+    spec = next(slo for slo in engine_spec(config).slos if slo.name == slo_name)
+    interval = config.journey(spec.journey).interval_or(config.defaults)
+    rows = resolution_table(spec.objective, spec.window, spec.policies, interval)
+    lines = [
+        f"    one run every {format_duration(interval)}: one failed run spends"
+        f" {rows[0].budget_per_failure:.3%} of the error budget"
+        if rows
+        else ""
+    ]
+    for row in rows:
+        policy = row.policy
+        name = f"{policy.severity} {format_duration(policy.long_window)}/{format_duration(policy.short_window)}"
+        if row.silenced:
+            verdict = (
+                f"SILENT: needs {row.min_events} runs in {format_duration(policy.long_window)},"
+                f" this rate gives {row.runs_per_long_window}"
+            )
+        elif row.failures_to_trip is None:
+            verdict = "can never fire at this rate"
+        else:
+            verdict = (
+                f"trips at {row.failures_to_trip} failed of {row.runs_per_long_window} runs"
+                f" in {format_duration(policy.long_window)}"
+            )
+        lines.append(f"    {name:<22} burn rate > {policy.threshold:g}: {verdict}")
+        if row.single_failure_pages:
+            lines.append(f"    WARNING: a single failed run fires the {name} policy")
+    return [line for line in lines if line]

@@ -314,3 +314,23 @@ def test_secret_never_appears_in_any_output(echo_server: str, tmp_path: Path) ->
     outputs = [result.stdout, result.stderr, report.read_text(), junit.read_text()]
     for encoded in (secret, "Tr0ub4dor%263-secret", "Tr0ub4dor\\u00263"):
         assert not any(encoded in output for output in outputs)
+
+
+@pytest.mark.parametrize(
+    ("objective", "expected"),
+    [
+        ("99.5%", "critical 1h/5m         burn rate > 14.4: trips at 5 failed of 60 runs in 1h"),
+        ("99.9%", "critical 1h/5m         burn rate > 14.4: SILENT: needs 70 runs in 1h, this rate gives 60"),
+    ],
+    ids=["trips", "silenced-by-min-events"],
+)
+def test_validate_prints_resolution_table(tmp_path: Path, objective: str, expected: str) -> None:
+    """`validate` says, per SLO and policy, how many failed runs trip it at the probe rate."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "journeys: [{name: chat, interval: 1m, steps: [{name: s, url: /}]}]\n"
+        f"slos: [{{name: avail, journey: chat, objective: {objective}, window: 30d}}]\n"
+    )
+    result = run_prober("validate", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout

@@ -1,0 +1,519 @@
+"""The state file (`state_path`): one SQLite database that lets `prober run` resume its SLO
+budgets and alert states after a restart, also after `kill -9`, and that `prober export`
+reads while the daemon writes.
+
+    events    every journey run, as the export JSON line (`prober.replay.event_to_json`),
+              kept for the longest window any SLO or policy needs (the daemon prunes)
+    windows   one `EventWindow.snapshot()` per SLO, and the last event they hold
+    alerts    `AlertState.to_records()` as one JSON document
+    kv        small JSON values (last capture values, last report times, ...)
+
+**Threads.** Every SQLite call runs on one dedicated worker thread (a single-thread
+executor) that owns the connection; the asyncio loop never waits on the disk. The I/O
+methods queue their work *when called*, in call order, and return a future to await: so
+`save_windows(snapshots, ...)` called right after the snapshots were taken covers exactly the
+events added before it, even if the caller awaits it later.
+
+**Durability.** WAL with `synchronous=NORMAL`: a committed transaction survives the process
+dying (`kill -9`, OOM kill); an OS crash or power cut may lose the last commits but never
+corrupts the file. `add_event` only buffers (it never blocks); `flush()` writes the buffer in
+one transaction. So `kill -9` loses at most the events added since the last flush: the
+daemon flushes at least every second. Window snapshots need no such care: on restart the
+events stored after the last snapshot (`events_after_windows`) are replayed on top of it.
+
+**Errors.** Every SQLite error leaves this module as `StateError` naming the file and what to
+do. `open` refuses a corrupt file, a file from a newer prober and a file that is not
+prober's. Older files are migrated: `MIGRATIONS[n]` takes schema `n` to `n + 1`, all pending
+ones in one transaction, `PRAGMA user_version` being the schema version. Never edit a
+released migration; append a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import math
+import os
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Final, ParamSpec, TypeVar
+
+from prober.errors import ProberError
+from prober.replay import event_to_json, parse_event
+from slo.engine import Event
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "StateError", "StateStore"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+#: `PRAGMA application_id` of a prober state file ("PRBR"): tells it from other SQLite files.
+APPLICATION_ID: Final = 0x50524252
+BUSY_TIMEOUT_SECONDS: Final = 5.0
+#: Events buffered by `add_event` beyond this (flushes failing or never called) push out the
+#: oldest; `StateStore.dropped_events` counts them.
+MAX_BUFFERED_EVENTS: Final = 100_000
+_SQLITE_HEADER: Final = b"SQLite format 3\x00"
+_TABLES: Final = frozenset({"events", "windows", "alerts", "kv"})
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: runs, window snapshots, alert state.
+    f"""
+    PRAGMA application_id = {APPLICATION_ID};
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order, never reused
+        timestamp REAL NOT NULL,
+        journey TEXT NOT NULL,
+        record TEXT NOT NULL                   -- the export / replay JSON line
+    );
+    CREATE INDEX events_by_timestamp ON events (timestamp);
+    CREATE TABLE windows (
+        slo TEXT PRIMARY KEY,
+        taken_at REAL NOT NULL,
+        through_event INTEGER NOT NULL,        -- events.id of the last event it holds
+        data BLOB NOT NULL
+    );
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        saved_at REAL NOT NULL,
+        records TEXT NOT NULL
+    );
+    """,
+    # 2: small named JSON values.
+    """
+    CREATE TABLE kv (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+class StateError(ProberError):
+    """The state file cannot be used (corrupt, newer, not prober's, unwritable); the operator
+    must act. The message names the file and what to do."""
+
+
+class StateStore:
+    """One SQLite state file; all of its I/O on one worker thread. Create with `open`.
+
+    The I/O methods queue their work when called and return a future; a write once queued
+    happens even if the awaiting task is cancelled."""
+
+    def __init__(self, database: _Database, executor: ThreadPoolExecutor) -> None:
+        self.path = database.path
+        #: Events pushed out of a full buffer (`MAX_BUFFERED_EVENTS`), never written.
+        self.dropped_events = 0
+        self._database = database
+        self._executor = executor
+        self._buffer: deque[Event] = deque(maxlen=MAX_BUFFERED_EVENTS)
+        self._closed = False
+
+    # ------------------------------------------------------------------ life cycle
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> StateStore:
+        """Open the state file, creating, checking (`quick_check`) and migrating it; blocks,
+        so call it at start-up. Raises `StateError`."""
+        name = os.fspath(path)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prober-state")
+        try:
+            connection = executor.submit(_open_for_writing, name).result()
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(_Database(connection, name), executor)
+
+    def close(self) -> asyncio.Future[None]:
+        """Write the buffer and close the file; the worker thread then ends. Idempotent."""
+        if self._closed:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        closing = self._submit(self._database.close, self._take_buffer())
+        self._closed = True
+        self._executor.shutdown(wait=False)  # after the queued work
+        return closing
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(self, event: Event) -> None:
+        """Buffer one run for the next write; never blocks. Lost on `kill -9` until flushed."""
+        if self._closed:
+            raise StateError(f"state file {self.path} is closed: event not saved")
+        if not math.isfinite(event.timestamp):
+            raise ValueError(f"event timestamp must be finite, got {event.timestamp!r}")
+        if len(self._buffer) == self._buffer.maxlen:
+            self.dropped_events += 1
+        self._buffer.append(event)
+
+    def flush(self) -> asyncio.Future[None]:
+        """Write the buffered events in one transaction. When that fails (`StateError`) the
+        batch is lost from the history (the live engine still counts it)."""
+        return self._submit(self._database.insert_events, self._take_buffer())
+
+    def append_events(self, events: Sequence[Event]) -> asyncio.Future[None]:
+        """Write the buffer and then `events` in one transaction."""
+        for event in events:
+            self.add_event(event)
+        return self.flush()
+
+    def events_since(self, since: float) -> asyncio.Future[list[Event]]:
+        """Every event added so far with `timestamp >= since`, oldest first."""
+        return self._submit(self._database.select_events, self._take_buffer(), since)
+
+    def events_after_windows(self) -> asyncio.Future[list[Event]]:
+        """The events the last saved window snapshots do not hold (all of them when none
+        were saved), oldest first: replay them on top of the restored windows."""
+        return self._submit(self._database.select_events, self._take_buffer(), None)
+
+    def prune(self, before: float) -> asyncio.Future[int]:
+        """Delete the stored events with `timestamp < before`; how many were deleted."""
+        return self._submit(self._database.prune, before)
+
+    # ------------------------------------------------------------------ aggregates
+
+    def save_windows(self, snapshots: Mapping[str, bytes], taken_at: float) -> asyncio.Future[None]:
+        """Replace the stored snapshots with these (SLO name → `EventWindow.snapshot()`).
+        They must hold exactly the events added before this call: take them and call this
+        in one synchronous step, with no `await` in between."""
+        rows = [(slo, taken_at, bytes(data)) for slo, data in snapshots.items()]
+        return self._submit(self._database.replace_windows, self._take_buffer(), rows)
+
+    def load_windows(self) -> asyncio.Future[tuple[dict[str, bytes], float | None]]:
+        """The stored snapshots and when they were taken; `({}, None)` when none."""
+        return self._submit(self._database.select_windows)
+
+    def save_alerts(
+        self, records: Sequence[Mapping[str, object]], now: float
+    ) -> asyncio.Future[None]:
+        """Replace the stored alert state with `AlertState.to_records()`."""
+        text = json.dumps([dict(record) for record in records])
+        return self._submit(self._database.replace_alerts, now, text)
+
+    def load_alerts(self) -> asyncio.Future[list[dict[str, object]]]:
+        """The records last saved, for `AlertState.from_records`; `[]` when none."""
+        return self._submit(self._database.select_alerts)
+
+    def save_value(self, name: str, value: object) -> asyncio.Future[None]:
+        """Store a small JSON-ready value under `name`, replacing the old one."""
+        return self._submit(self._database.replace_value, name, json.dumps(value))
+
+    def load_value(self, name: str) -> asyncio.Future[object | None]:
+        """The value stored under `name`, or None."""
+        return self._submit(self._database.select_value, name)
+
+    # ------------------------------------------------------------------ export (sync)
+
+    @staticmethod
+    def read_records(path: str | os.PathLike[str], since: float | None = None) -> Iterator[str]:
+        """The stored events as export JSON lines (`timestamp >= since`), oldest first.
+        Read-only and safe while a daemon writes (WAL). Raises `StateError` at once for a
+        missing or unusable file, and while iterating for a page found corrupt."""
+        name = os.fspath(path)
+        rows = _iterate_rows(_open_read_only(name), name, since)
+        return (record for _, record in rows)
+
+    @staticmethod
+    def read_events(path: str | os.PathLike[str], since: float | None = None) -> Iterator[Event]:
+        """Like `read_records`, parsed into events."""
+        name = os.fspath(path)
+        rows = _iterate_rows(_open_read_only(name), name, since)
+        return (_parse_record(record, name, stamp) for stamp, record in rows)
+
+    # ------------------------------------------------------------------ internals
+
+    def _take_buffer(self) -> list[Event]:
+        batch = list(self._buffer)
+        self._buffer.clear()
+        return batch
+
+    def _submit(
+        self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> asyncio.Future[_T]:
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise StateError(f"state file {self.path} is closed")
+        job = self._executor.submit(self._guarded, functools.partial(function, *args, **kwargs))
+        return asyncio.shield(asyncio.wrap_future(job, loop=loop))
+
+    def _guarded(self, call: Callable[[], _T]) -> _T:
+        """On the worker: SQLite errors become `StateError` here, and only here."""
+        try:
+            return call()
+        except sqlite3.Error as error:
+            raise _state_error(self.path, error) from None
+
+
+# ---------------------------------------------------------------------- opening
+
+
+def _open_for_writing(path: str) -> sqlite3.Connection:
+    _check_header(path)
+    try:
+        connection = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=True
+        )
+    except sqlite3.Error as error:
+        raise _state_error(path, error) from None
+    try:
+        version = _check_identity(connection, path)
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise _corrupt(path, "; ".join(str(problem) for problem in problems))
+        connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        connection.execute("PRAGMA synchronous = NORMAL")
+        _migrate(connection, path, version)
+        _check_tables(connection, path)
+    except sqlite3.Error as error:
+        connection.close()
+        raise _state_error(path, error) from None
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _open_read_only(path: str) -> sqlite3.Connection:
+    if not Path(path).is_file():
+        raise StateError(
+            f"no state file at {path}: check state_path in the config (or --state); "
+            "`prober run` creates it"
+        )
+    _check_header(path)
+    uri = Path(path).absolute().as_uri() + "?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+    except sqlite3.Error as error:
+        raise _state_error(path, error) from None
+    try:
+        if _check_identity(connection, path) == 0:
+            raise StateError(f"{path} holds no prober data yet: is it the right state file?")
+        _check_tables(connection, path, {"events"})
+    except sqlite3.Error as error:
+        connection.close()
+        raise _state_error(path, error) from None
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _check_header(path: str) -> None:
+    """An existing, non-empty file must start like an SQLite database."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise StateError(f"cannot read state file {path}: {error.strerror}") from None
+    if header and header != _SQLITE_HEADER:
+        raise _corrupt(path, "not an SQLite database")
+
+
+def _check_identity(connection: sqlite3.Connection, path: str) -> int:
+    """The schema version, after refusing newer files and other programs' databases."""
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    application = int(connection.execute("PRAGMA application_id").fetchone()[0])
+    tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if application != APPLICATION_ID and (application != 0 or version != 0 or tables):
+        raise StateError(
+            f"{path} is an SQLite database but not a prober state file: "
+            "point state_path at another file, or move this one away"
+        )
+    if version > len(MIGRATIONS):
+        raise StateError(
+            f"{path} was written by a newer prober (schema {version}, this one knows "
+            f"{len(MIGRATIONS)}): upgrade prober or move the file away"
+        )
+    return version
+
+
+def _check_tables(
+    connection: sqlite3.Connection, path: str, needed: frozenset[str] | set[str] = _TABLES
+) -> None:
+    found = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    missing = sorted(set(needed) - found)
+    if missing:
+        raise _corrupt(path, f"missing table(s) {', '.join(missing)}")
+
+
+def _migrate(connection: sqlite3.Connection, path: str, version: int) -> None:
+    """Apply every pending migration in one transaction (all or nothing)."""
+    if version >= len(MIGRATIONS):
+        return
+    try:
+        with _transaction(connection):
+            # Another process may have migrated since we looked: read again under the lock.
+            version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+            for number in range(version, len(MIGRATIONS)):
+                for statement in _statements(MIGRATIONS[number]):
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    except sqlite3.Error as error:
+        raise StateError(
+            f"cannot migrate {path} from schema {version} to {len(MIGRATIONS)} ({error}); "
+            "the file is unchanged: check that it is writable, or move it away"
+        ) from None
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, one at a time (`executescript` would commit)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                yield pending
+            pending = ""
+
+
+def _corrupt(path: str, detail: str) -> StateError:
+    return StateError(
+        f"{path} is corrupt or not a prober state file ({detail}): restore it from a backup, "
+        "or move it away to start with empty history"
+    )
+
+
+def _state_error(path: str, error: sqlite3.Error) -> StateError:
+    code = getattr(error, "sqlite_errorname", "")
+    if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return _corrupt(path, str(error))
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return StateError(f"{path} is locked by another process ({error}): is a prober running?")
+    return StateError(f"state file {path}: {error}: check state_path and the file's permissions")
+
+
+@contextlib.contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+# ---------------------------------------------------------------------- worker-thread work
+
+
+class _Database:
+    """The connection and what is done with it; used only on the worker thread. Every
+    write of buffered events (`batch`) shares the transaction of what follows it."""
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        self.connection = connection
+        self.path = path
+
+    def insert_events(self, batch: Sequence[Event]) -> None:
+        if batch:
+            with _transaction(self.connection):
+                self._insert(batch)
+
+    def select_events(self, batch: Sequence[Event], since: float | None) -> list[Event]:
+        """Since a time, or (`since` None) after the last window snapshot."""
+        self.insert_events(batch)
+        if since is None:
+            rows = self.connection.execute(
+                "SELECT timestamp, record FROM events WHERE id > "
+                "(SELECT coalesce(min(through_event), 0) FROM windows) ORDER BY timestamp, id"
+            )
+        else:
+            rows = self.connection.execute(
+                "SELECT timestamp, record FROM events WHERE timestamp >= ? ORDER BY timestamp, id",
+                (since,),
+            )
+        return [_parse_record(record, self.path, stamp) for stamp, record in rows]
+
+    def prune(self, before: float) -> int:
+        with _transaction(self.connection):
+            cursor = self.connection.execute("DELETE FROM events WHERE timestamp < ?", (before,))
+            return cursor.rowcount
+
+    def replace_windows(
+        self, batch: Sequence[Event], rows: Sequence[tuple[str, float, bytes]]
+    ) -> None:
+        with _transaction(self.connection):
+            self._insert(batch)
+            last = self.connection.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+            self.connection.execute("DELETE FROM windows")
+            self.connection.executemany(
+                "INSERT INTO windows (slo, taken_at, through_event, data) VALUES (?, ?, ?, ?)",
+                [(slo, taken_at, last[0], data) for slo, taken_at, data in rows],
+            )
+
+    def select_windows(self) -> tuple[dict[str, bytes], float | None]:
+        rows = self.connection.execute("SELECT slo, taken_at, data FROM windows").fetchall()
+        taken_at = max((row[1] for row in rows), default=None)
+        return {slo: bytes(data) for slo, _, data in rows}, taken_at
+
+    def replace_alerts(self, now: float, text: str) -> None:
+        self.connection.execute(
+            "INSERT OR REPLACE INTO alerts (id, saved_at, records) VALUES (1, ?, ?)", (now, text)
+        )
+
+    def select_alerts(self) -> list[dict[str, object]]:
+        row = self.connection.execute("SELECT records FROM alerts WHERE id = 1").fetchone()
+        if row is None:
+            return []
+        records = self._json(row[0], "the alert state")
+        if not isinstance(records, list) or not all(isinstance(item, dict) for item in records):
+            raise _corrupt(self.path, "the alert state is not a list of objects")
+        return records
+
+    def replace_value(self, name: str, text: str) -> None:
+        self.connection.execute(
+            "INSERT OR REPLACE INTO kv (name, value) VALUES (?, ?)", (name, text)
+        )
+
+    def select_value(self, name: str) -> object | None:
+        row = self.connection.execute("SELECT value FROM kv WHERE name = ?", (name,)).fetchone()
+        return None if row is None else self._json(row[0], f"value {name!r}")
+
+    def close(self, batch: Sequence[Event]) -> None:
+        try:
+            self.insert_events(batch)
+            with contextlib.suppress(sqlite3.Error):
+                self.connection.execute("PRAGMA optimize")
+        finally:
+            self.connection.close()
+
+    def _insert(self, batch: Sequence[Event]) -> None:
+        self.connection.executemany(
+            "INSERT INTO events (timestamp, journey, record) VALUES (?, ?, ?)",
+            [(event.timestamp, event.journey, event_to_json(event)) for event in batch],
+        )
+
+    def _json(self, text: str, what: str) -> object:
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise _corrupt(self.path, f"{what} is unreadable: {error}") from None
+
+
+def _iterate_rows(
+    connection: sqlite3.Connection, path: str, since: float | None
+) -> Iterator[tuple[float, str]]:
+    try:
+        query = "SELECT timestamp, record FROM events WHERE timestamp >= ? ORDER BY timestamp, id"
+        yield from connection.execute(query, (-math.inf if since is None else since,))
+    except sqlite3.Error as error:
+        raise _state_error(path, error) from None
+    finally:
+        connection.close()
+
+
+def _parse_record(record: str, path: str, timestamp: float) -> Event:
+    """A stored JSON line back into an event, with the column's exact timestamp (the line's
+    is rounded to milliseconds)."""
+    try:
+        event = parse_event(json.loads(record))
+    except ValueError as error:
+        raise _corrupt(path, f"unreadable event {record[:80]!r}: {error}") from None
+    return replace(event, timestamp=timestamp)
