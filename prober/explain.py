@@ -64,7 +64,8 @@ def _resolution_lines(config: ProberConfig, slo_name: str) -> list[str]:
     ]
     for row in rows:
         policy = row.policy
-        name = f"{policy.severity} {format_duration(policy.long_window)}/{format_duration(policy.short_window)}"
+        windows = f"{format_duration(policy.long_window)}/{format_duration(policy.short_window)}"
+        name = f"{policy.severity} {windows}"
         if row.silenced:
             verdict = (
                 f"SILENT: needs {row.min_events} runs in {format_duration(policy.long_window)},"
