@@ -414,6 +414,9 @@ class ProberConfig(BaseSettings):
     target: Target = Field(default_factory=Target)
     defaults: Defaults = Field(default_factory=Defaults)
     state_path: str = DEFAULT_STATE_PATH
+    #: A URL outside the target (e.g. a public health endpoint) checked when a run fails:
+    #: if it fails too, the prober's own network is down and the run is inconclusive.
+    connectivity_check: str | None = None
     gates: Gates | None = None
     journeys: tuple[Journey, ...] = Field(min_length=1)
     slos: tuple[Slo, ...] = ()
@@ -430,6 +433,13 @@ class ProberConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's content arrives as init kwargs; the environment wins over it.
         return (env_settings, init_settings)
+
+    @field_validator("connectivity_check")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
 
     def journey(self, name: str) -> Journey:
         return next(journey for journey in self.journeys if journey.name == name)

@@ -8,6 +8,9 @@
 - **Shutdown** on SIGTERM/SIGINT: stop scheduling, let in-flight runs finish within
   `grace` seconds (default 10, inside Kubernetes' default 30 s termination grace), stop
   the server, flush the logs, exit 0.
+- **Inconclusive runs**: with `connectivity_check` set, a failed run is followed by a GET
+  of that URL (cached 5 s); if it fails too, the prober's own network is down: the run is
+  kept out of every SLI and rule, counted in `prober_inconclusive_runs_total`, and logged.
 - **Event-loop lag** is measured by a task that wakes every `LAG_TICK` seconds and
   notes how late it woke. A run that overlapped a lag spike above `LAG_SPIKE` is marked
   (`lag_affected` in its log line and status, `prober_lag_affected_runs_total`): latency
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import signal
 import time
 from collections import deque
@@ -28,7 +32,7 @@ from pathlib import Path
 
 from prober.config import Journey, ProberConfig, load_config
 from prober.errors import ConfigError
-from prober.http import HttpClient
+from prober.http import HttpClient, HttpRequest, HttpResponse
 from prober.journey import JourneyRunner
 from prober.logs import LOGGER, log_run
 from prober.metrics import ProberMetrics
@@ -46,6 +50,7 @@ DEFAULT_GRACE = 10.0
 RELOAD_POLL = 2.0
 LAG_TICK = 0.1
 LAG_SPIKE = 0.05
+CONNECTIVITY_CACHE = 5.0
 GC_THRESHOLD_GEN0 = 50_000
 
 
@@ -80,6 +85,30 @@ class LagMonitor:
         return lagging_now or any(end - lag <= ended and end >= started for end, lag in self.spikes)
 
 
+class ConnectivityCheck:
+    """Is the prober's own network up? Asked when a run fails; the answer is shared for
+    `CONNECTIVITY_CACHE` seconds, so a hundred journeys failing together cost one check."""
+
+    def __init__(self, url: str | None, client: HttpClient | None, *, timeout: float = 5.0) -> None:
+        self.url = url
+        self.client = client
+        self.timeout = timeout
+        self._checked_at = -math.inf
+        self._ok = True
+        self._lock = asyncio.Lock()
+
+    async def ok(self) -> bool:
+        if self.url is None or self.client is None:
+            return True
+        async with self._lock:
+            if time.monotonic() - self._checked_at > CONNECTIVITY_CACHE:
+                async with self.client.session(keep_alive=False) as session:
+                    outcome = await session.send(HttpRequest("GET", self.url, timeout=self.timeout))
+                self._ok = isinstance(outcome, HttpResponse) and outcome.status_code < 500
+                self._checked_at = time.monotonic()
+            return self._ok
+
+
 class Daemon:
     def __init__(
         self,
@@ -105,6 +134,7 @@ class Daemon:
         self._runner: JourneyRunner | None = None
         self._scheduler: Scheduler | None = None
         self.engine = Engine(engine_spec(config))
+        self._connectivity = ConnectivityCheck(None, None)
 
     def _build_runner(self, config: ProberConfig) -> JourneyRunner:
         client = HttpClient(verify=config.target.tls_verify, ca_file=config.target.tls_ca_file)
@@ -114,6 +144,9 @@ class Daemon:
     def _apply(self, config: ProberConfig) -> None:
         self.config = config
         self._runner = self._build_runner(config)
+        self._connectivity = ConnectivityCheck(
+            config.connectivity_check, self._runner.client, timeout=config.defaults.timeout
+        )
         engine = Engine(engine_spec(config))
         engine.adopt(self.engine)
         self.engine = engine
@@ -130,10 +163,14 @@ class Daemon:
         started = time.monotonic()
         result: RunResult = await self._runner.run(journey)
         affected = self.lag.affected(started, time.monotonic())
+        inconclusive = not result.success and not await self._connectivity.ok()
         self.metrics.observe(result, lag_affected=affected)
-        self.metrics.observe_slo_events(self.engine.record(event_from_run(result)))
+        if inconclusive:
+            self.metrics.inconclusive.labels(result.journey).inc()
+        event = event_from_run(result, inconclusive=inconclusive)
+        self.metrics.observe_slo_events(self.engine.record(event))
         self.board.record(result, lag_affected=affected)
-        log_run(result, lag_affected=affected)
+        log_run(result, lag_affected=affected, inconclusive=inconclusive)
 
     def evaluate(self, now: float | None = None) -> None:
         """One SLO evaluation: figures to metrics and status, transitions to the log."""

@@ -41,6 +41,7 @@ _FIELDS = (
     "version",
     "alert",
     "values",
+    "inconclusive",
 )
 
 
@@ -104,7 +105,7 @@ def configure_logging(
     LOGGER.propagate = False
 
 
-def log_run(result: RunResult, *, lag_affected: bool = False) -> None:
+def log_run(result: RunResult, *, lag_affected: bool = False, inconclusive: bool = False) -> None:
     """One info line per run (warning when it failed); one debug line per step."""
     failure = result.failure
     message = "journey run succeeded"
@@ -122,6 +123,7 @@ def log_run(result: RunResult, *, lag_affected: bool = False) -> None:
             "reason": failure.reason if failure else None,
             "status_code": result.failed.status_code if result.failed else None,
             "lag_affected": lag_affected or None,
+            "inconclusive": inconclusive or None,
         },
     )
     if LOGGER.isEnabledFor(logging.DEBUG):

@@ -122,6 +122,12 @@ class ProberMetrics:
             ["journey"],
             registry=r,
         )
+        self.inconclusive = Counter(
+            "prober_inconclusive_runs",
+            "Failed runs while the connectivity check failed too (kept out of the SLIs).",
+            ["journey"],
+            registry=r,
+        )
         self.reload_ok = Gauge(
             "prober_config_last_reload_successful",
             "The last config (re)load succeeded.",
@@ -193,6 +199,7 @@ class ProberMetrics:
             self.journey_duration.labels(name)
             self.overruns.labels(name)
             self.lag_affected.labels(name)
+            self.inconclusive.labels(name)
             for step in steps:
                 self.step_duration.labels(name, step)
                 for reason in REASONS:
@@ -208,6 +215,7 @@ class ProberMetrics:
             self.journey_duration,
             self.overruns,
             self.lag_affected,
+            self.inconclusive,
         ):
             _remove(metric, journey)
         for result in ("success", "failure"):

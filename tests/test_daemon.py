@@ -439,3 +439,28 @@ def test_slo_figures_and_alerts_move_with_failures(
         line["message"] for line in daemon.logs() if line["message"].startswith("alert ApiDown")
     ]
     assert states == ["alert ApiDown firing", "alert ApiDown resolved"]
+
+
+def test_inconclusive_runs_stay_out_of_the_sli(
+    sample_api: SampleAPI, start_daemon: Callable[..., Daemon]
+) -> None:
+    """When the connectivity check fails too, failed runs are inconclusive: counted, not bad events."""
+    from prober.demo import Fault
+
+    config = slo_config(sample_api.url) + f"connectivity_check: http://127.0.0.1:{free_port()}/\n"
+    sample_api.set_fault("/health", Fault(error_rate=1.0, status=503))
+    daemon = start_daemon(config)
+    wait_for(
+        lambda: (
+            (sample(daemon.metrics(), "prober_inconclusive_runs_total", journey="healthcheck") or 0)
+            >= 2
+        ),
+        "inconclusive runs",
+    )
+    metrics = daemon.metrics()
+    assert (
+        sample(metrics, "prober_slo_events_total", slo="health-availability", result="bad") == 0.0
+    )
+    assert (
+        sample(metrics, "prober_journey_runs_total", journey="healthcheck", result="failure") or 0
+    ) >= 2
