@@ -98,9 +98,7 @@ def main() -> None:
     gc.collect()
     tracemalloc.start()
     baseline = tracemalloc.get_traced_memory()[0]
-    stores = [template] + [
-        EventWindow.restore(snapshot, slo_window) for _ in range(args.slos - 1)
-    ]
+    stores = [template] + [EventWindow.restore(snapshot, slo_window) for _ in range(args.slos - 1)]
     warm_ticks = int(3600 / EVALUATION_INTERVAL)
     for _ in range(warm_ticks):
         now = advance(stores, now, args.interval, rng)
@@ -119,11 +117,21 @@ def main() -> None:
         evaluations.append(time.perf_counter() - tick)
 
     runs = int(slo_window / args.interval)
-    print(f"store: {args.slos} SLOs × {args.days:g} days at one run per {args.interval:g} s ({runs:,} runs each)")
-    print(f"  fed one store by add/prune in {fed_seconds:.2f} s; snapshot {len(snapshot) / 1024:.0f} KiB")
-    print(f"  memory (tracemalloc, after {warm_ticks} live ticks): {used / MIB:.1f} MiB total, {used / args.slos / 1024:.1f} KiB per SLO (target <= 200 MiB)")
-    print(f"tick: {args.slos} SLOs × 4 policies (8 window counts) + 30-day budget, median of {args.ticks}:")
-    print(f"  evaluate: {statistics.median(evaluations) * 1000:.1f} ms (target <= 50 ms; min {min(evaluations) * 1000:.1f}, max {max(evaluations) * 1000:.1f})")
+    print(
+        f"store: {args.slos} SLOs × {args.days:g} days at one run per {args.interval:g} s ({runs:,} runs each)"
+    )
+    print(
+        f"  fed one store by add/prune in {fed_seconds:.2f} s; snapshot {len(snapshot) / 1024:.0f} KiB"
+    )
+    print(
+        f"  memory (tracemalloc, after {warm_ticks} live ticks): {used / MIB:.1f} MiB total, {used / args.slos / 1024:.1f} KiB per SLO (target <= 200 MiB)"
+    )
+    print(
+        f"tick: {args.slos} SLOs × 4 policies (8 window counts) + 30-day budget, median of {args.ticks}:"
+    )
+    print(
+        f"  evaluate: {statistics.median(evaluations) * 1000:.1f} ms (target <= 50 ms; min {min(evaluations) * 1000:.1f}, max {max(evaluations) * 1000:.1f})"
+    )
     print(f"  add the tick's runs + prune: {statistics.median(feeding) * 1000:.1f} ms")
 
 

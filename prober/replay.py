@@ -145,7 +145,7 @@ def replay(config: ProberConfig, events: list[Event]) -> Iterator[Tick]:
         while position < len(events) and events[position].timestamp <= now:
             engine.record(events[position])
             position += 1
-        yield engine.evaluate(now)
+        yield engine.evaluate(now, figures=False)
 
 
 def transition_records(tick: Tick) -> Iterator[dict[str, Any]]:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Literal
 
@@ -239,11 +240,17 @@ def step(
     return AlertState(alerts), tuple(transitions)
 
 
+@lru_cache(maxsize=65536)
+def _normal_key(key: AlertKey) -> AlertKey:
+    """`alert_key` of a key, remembered: the same alerts are evaluated every tick."""
+    return alert_key(key)
+
+
 def _normalised(evaluation: Evaluation) -> dict[AlertKey, Signal]:
     """Keys in `alert_key` form, so an unsorted label tuple still names the same alert."""
     signals: dict[AlertKey, Signal] = {}
     for key, signal in evaluation.items():
-        normal = alert_key(key)
+        normal = _normal_key(key)
         if normal in signals:
             raise ValueError(f"two signals for the alert {dict(normal)}")
         signals[normal] = signal

@@ -28,6 +28,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Final
 
@@ -58,6 +59,9 @@ DEFAULT_NO_DATA_INTERVALS: Final = 3
 CURRENT_BURN_WINDOW: Final = 3600.0
 #: Windows every SLO reports besides its policies' and its own (the usual dashboard set).
 REPORTED_WINDOWS: Final = (300.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0, 259200.0)
+
+
+_INACTIVE: Final = Signal(False)
 
 
 def format_window(seconds: float) -> str:
@@ -122,7 +126,7 @@ class SloSpec:
             return True
         return event.duration_seconds is not None and event.duration_seconds < self.latency_below
 
-    @property
+    @cached_property
     def windows(self) -> tuple[float, ...]:
         """Every window reported for this SLO, shortest first."""
         found = set(REPORTED_WINDOWS) | {self.window}
@@ -130,7 +134,7 @@ class SloSpec:
             found |= {policy.long_window, policy.short_window}
         return tuple(sorted(window for window in found if window <= self.retention))
 
-    @property
+    @cached_property
     def retention(self) -> float:
         return max([self.window, *(policy.long_window for policy in self.policies)])
 
@@ -220,16 +224,61 @@ class Engine:
         self._changed: dict[str, set[str]] = {}
         self._last_report: dict[str, float] = {}
         self._started: float | None = None
+        self._policy_labels = {
+            slo.name: tuple(self._policy_key(slo, policy) for policy in slo.policies)
+            for slo in spec.slos
+        }
+        self._rule_labels = tuple(
+            alert_key(
+                {
+                    "alertname": rule.name,
+                    "severity": rule.severity,
+                    "journey": rule.journey,
+                    "step": rule.step or "",
+                    "service": spec.service,
+                }
+            )
+            for rule in spec.rules
+        )
+        self._no_data_labels = {
+            journey: alert_key(
+                {
+                    "alertname": NO_DATA_ALERT,
+                    "severity": "warning",
+                    "journey": journey,
+                    "service": spec.service,
+                }
+            )
+            for journey in spec.intervals
+        }
 
-    def record(self, event: Event) -> None:
-        """Count one run; events may arrive slightly out of order."""
+    def _policy_key(self, slo: SloSpec, policy: BurnRatePolicy) -> AlertKey:
+        return alert_key(
+            {
+                "alertname": slo.alert_name,
+                "severity": policy.severity,
+                "slo": slo.name,
+                "journey": slo.journey,
+                "service": self.spec.service,
+                "long_window": format_window(policy.long_window),
+                "short_window": format_window(policy.short_window),
+                "burnrate_tier": "page" if policy.severity == "critical" else "ticket",
+            }
+        )
+
+    def record(self, event: Event) -> tuple[tuple[str, bool], ...]:
+        """Count one run (events may arrive slightly out of order); returns, per SLO of the
+        journey, whether the run was a good event for it."""
         previous = self._last_report.get(event.journey)
         if previous is None or event.timestamp > previous:
             self._last_report[event.journey] = event.timestamp
         if event.inconclusive:
-            return
+            return ()
+        judged = []
         for slo in self._slos_by_journey.get(event.journey, ()):
-            self.windows[slo.name].add(event.timestamp, slo.is_good(event))
+            good = slo.is_good(event)
+            self.windows[slo.name].add(event.timestamp, good)
+            judged.append((slo.name, good))
         recent = self._recent.get(event.journey)
         if recent is not None:
             recent.append(event)
@@ -241,37 +290,91 @@ class Engine:
             if is_changed(self._last_capture.get(key), value):
                 self._changed.setdefault(event.journey, set()).add(capture)
             self._last_capture[key] = value
+        return tuple(judged)
 
-    def evaluate(self, now: float) -> Tick:
-        """Every SLO's figures and every alert's signal at `now`; advances the alert state."""
+    def adopt(self, previous: Engine) -> None:
+        """Carry another engine's state over (a config reload): the windows of SLOs that
+        still count the same events, the alert state, recent runs, last captures and
+        reports. An SLO whose journey, indicator or retention changed starts afresh."""
+        old_specs = {slo.name: slo for slo in previous.spec.slos}
+        for slo in self.spec.slos:
+            old = old_specs.get(slo.name)
+            if (
+                old is not None
+                and (old.journey, old.latency_below, old.retention)
+                == (slo.journey, slo.latency_below, slo.retention)
+                and previous.spec.bucket_seconds == self.spec.bucket_seconds
+            ):
+                self.windows[slo.name] = previous.windows[slo.name]
+        self.alerts = previous.alerts
+        for journey, recent in previous._recent.items():
+            if journey in self._recent:
+                self._recent[journey].extend(recent)
+        self._last_capture.update(previous._last_capture)
+        self._last_report.update(previous._last_report)
+        self._started = previous._started
+
+    def evaluate(self, now: float, *, figures: bool = True) -> Tick:
+        """Every SLO's figures and every alert's signal at `now`; advances the alert state.
+
+        `figures=False` (replay) computes only what alert transitions depend on: a policy
+        whose short window is under its threshold cannot start firing, so its long window is
+        only counted while it fires. `Tick.slos` is then empty; the transitions are the same.
+        """
         if self._started is None:
             self._started = now
         signals: dict[AlertKey, Signal] = {}
-        statuses = tuple(self._evaluate_slo(slo, now, signals) for slo in self.spec.slos)
+        if figures:
+            statuses = tuple(self._evaluate_slo(slo, now, signals) for slo in self.spec.slos)
+        else:
+            statuses = ()
+            for slo in self.spec.slos:
+                self._signal_slo(slo, now, signals)
         self._evaluate_rules(now, signals)
         self._evaluate_no_data(now, signals)
-        self.alerts, transitions = step(self.alerts, signals, now)
+        if self.alerts.alerts or any(signal.active for signal in signals.values()):
+            self.alerts, transitions = step(self.alerts, signals, now)
+        else:
+            transitions = ()  # nothing pending or firing, nothing starting: no transition
         return Tick(now, statuses, transitions, self.alerts, MappingProxyType(signals))
+
+    def _signal_slo(self, slo: SloSpec, now: float, signals: dict[AlertKey, Signal]) -> None:
+        window = self.windows[slo.name]
+        counted: dict[float, Counts] = {}
+        allowance = 1 - slo.objective
+        for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True):
+            short = counted.get(policy.short_window)
+            if short is None:
+                short = counted[policy.short_window] = window.counts(policy.short_window, now)
+            ratio = short.error_ratio
+            quiet = ratio is None or not ratio > policy.threshold * allowance
+            if quiet and labels not in self.alerts.alerts:
+                signals[labels] = _INACTIVE
+                continue
+            long = counted.get(policy.long_window)
+            if long is None:
+                long = counted[policy.long_window] = window.counts(policy.long_window, now)
+            signals[labels] = self._policy_signal(policy, slo.objective, long, short)
+
+    @staticmethod
+    def _policy_signal(
+        policy: BurnRatePolicy, objective: float, long: Counts, short: Counts
+    ) -> Signal:
+        evaluation = evaluate_policy(policy, objective, long, short)
+        values = {"threshold": policy.threshold}
+        if evaluation.burn_rate_long is not None:
+            values["burn_rate_long"] = evaluation.burn_rate_long
+        if evaluation.burn_rate_short is not None:
+            values["burn_rate_short"] = evaluation.burn_rate_short
+        return Signal(evaluation.firing, 0.0, values)
 
     def _evaluate_slo(self, slo: SloSpec, now: float, signals: dict[AlertKey, Signal]) -> SloStatus:
         window = self.windows[slo.name]
         counts = {span: window.counts(span, now) for span in slo.windows}
         policies = []
-        for policy in slo.policies:
+        for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True):
             evaluation = evaluate_policy(
                 policy, slo.objective, counts[policy.long_window], counts[policy.short_window]
-            )
-            labels = alert_key(
-                {
-                    "alertname": slo.alert_name,
-                    "severity": policy.severity,
-                    "slo": slo.name,
-                    "journey": slo.journey,
-                    "service": self.spec.service,
-                    "long_window": format_window(policy.long_window),
-                    "short_window": format_window(policy.short_window),
-                    "burnrate_tier": "page" if policy.severity == "critical" else "ticket",
-                }
             )
             values = {"threshold": policy.threshold}
             if evaluation.burn_rate_long is not None:
@@ -306,16 +409,7 @@ class Engine:
                 recent.popleft()
         changed = self._changed
         self._changed = {}
-        for rule in self.spec.rules:
-            labels = alert_key(
-                {
-                    "alertname": rule.name,
-                    "severity": rule.severity,
-                    "journey": rule.journey,
-                    "step": rule.step or "",
-                    "service": self.spec.service,
-                }
-            )
+        for rule, labels in zip(self.spec.rules, self._rule_labels, strict=True):
             if rule.expression.windowed:
                 data = summarize(self._samples(rule, now))
                 result = rule.expression.evaluate(data)
@@ -339,16 +433,12 @@ class Engine:
         for journey, interval in self.spec.intervals.items():
             limit = self.spec.no_data_intervals * interval
             last = self._last_report.get(journey, self._started)
-            labels = alert_key(
-                {
-                    "alertname": NO_DATA_ALERT,
-                    "severity": "warning",
-                    "journey": journey,
-                    "service": self.spec.service,
-                }
-            )
+            labels = self._no_data_labels[journey]
             silent = now - last
-            signals[labels] = Signal(silent > limit, 0.0, {"seconds_without_data": silent})
+            if silent > limit or labels in self.alerts.alerts:
+                signals[labels] = Signal(silent > limit, 0.0, {"seconds_without_data": silent})
+            else:
+                signals[labels] = _INACTIVE
 
     def last_reports(self) -> Mapping[str, float]:
         return MappingProxyType(dict(self._last_report))
