@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from prober.errors import ConfigError, UsageError
+from prober.errors import ConfigError, StateError, UsageError
 from prober.redaction import redact
 
 __all__ = ["main"]
@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="the daemon: probe on schedule, serve /metrics and status"
     )
     with_config(run)
+    run.add_argument(
+        "--state",
+        default=_env("STATE"),
+        metavar="FILE",
+        help="the state file (SQLite; default: the config's state_path) (PROBER_STATE)",
+    )
     _daemon_flags(run, default_listen=_env("LISTEN", "0.0.0.0:9469") or "0.0.0.0:9469")
 
     demo = commands.add_parser(
@@ -206,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(redact(str(issue)), file=sys.stderr)
         print(f"prober: {len(error.issues)} config error(s)", file=sys.stderr)
         return EXIT_USAGE
-    except UsageError as error:
+    except (UsageError, StateError) as error:
         print(f"prober: {redact(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -326,11 +332,19 @@ def _run(args: argparse.Namespace) -> int:
     listen, grace = _daemon_settings(args)
     config = load_config(args.config)
     configure_logging(service=config.service, fmt=args.log_format, level=args.log_level)
-    daemon = Daemon(args.config, config, listen=listen, grace=grace, version=_prober_version())
+    daemon = Daemon(
+        args.config,
+        config,
+        listen=listen,
+        grace=grace,
+        version=_prober_version(),
+        state_path=args.state or config.state_path,
+    )
     return eventloop.run(daemon.run())
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import tempfile
     from importlib.resources import files
 
     from prober import eventloop
@@ -352,7 +366,16 @@ def _demo(args: argparse.Namespace) -> int:
         config_path = str(files("prober.demo") / "demo.yaml")
         config = load_config(config_path)
         configure_logging(service=config.service, fmt=args.log_format, level=args.log_level)
-        daemon = Daemon(config_path, config, listen=listen, grace=grace, version=_prober_version())
+        # A fresh state file per demo: a newcomer expects a fresh start.
+        state = tempfile.mkdtemp(prefix="prober-demo-")
+        daemon = Daemon(
+            config_path,
+            config,
+            listen=listen,
+            grace=grace,
+            version=_prober_version(),
+            state_path=os.path.join(state, "prober-state.db"),
+        )
         host = "127.0.0.1" if listen[0] in ("0.0.0.0", "") else listen[0]
         print(
             f"sample API     {api.url}\n"

@@ -11,6 +11,12 @@
 - **Inconclusive runs**: with `connectivity_check` set, a failed run is followed by a GET
   of that URL (cached 5 s); if it fails too, the prober's own network is down: the run is
   kept out of every SLI and rule, counted in `prober_inconclusive_runs_total`, and logged.
+- **State** (`--state` or `state_path`, SQLite, see `prober.store`): runs of journeys that
+  an SLO or rule watches are written every second, window snapshots, alert states and last
+  reports every minute (and alert states at every transition), at shutdown too; start-up
+  restores them, so budgets and alerts survive a restart, also after kill -9 (which loses
+  at most the last second of runs). A failing write is logged and counted
+  (`prober_state_errors_total`); probing goes on.
 - **Event-loop lag** is measured by a task that wakes every `LAG_TICK` seconds and
   notes how late it woke. A run that overlapped a lag spike above `LAG_SPIKE` is marked
   (`lag_affected` in its log line and status, `prober_lag_affected_runs_total`): latency
@@ -31,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prober.config import Journey, ProberConfig, load_config
-from prober.errors import ConfigError
+from prober.errors import ConfigError, StateError
 from prober.http import HttpClient, HttpRequest, HttpResponse
 from prober.journey import JourneyRunner
 from prober.logs import LOGGER, log_run
@@ -41,6 +47,9 @@ from prober.scheduler import HostRateLimits, Scheduler
 from prober.server import StatusServer
 from prober.slos import engine_spec, event_from_run
 from prober.status import StatusBoard, render_page
+from prober.store import StateStore
+from slo.alerting import AlertState
+from slo.budget import SLOError
 from slo.engine import Engine
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_LISTEN", "Daemon", "LagMonitor"]
@@ -51,6 +60,10 @@ RELOAD_POLL = 2.0
 LAG_TICK = 0.1
 LAG_SPIKE = 0.05
 CONNECTIVITY_CACHE = 5.0
+FLUSH_INTERVAL = 1.0  # seconds between writes of buffered runs: what kill -9 may lose
+SNAPSHOT_EVERY = 60  # flushes between window snapshots
+PRUNE_EVERY = 3600  # flushes between prunes of runs older than any window needs
+PRUNE_MARGIN = 3600.0
 GC_THRESHOLD_GEN0 = 50_000
 
 
@@ -119,6 +132,7 @@ class Daemon:
         grace: float = DEFAULT_GRACE,
         version: str = "0",
         reload_poll: float = RELOAD_POLL,
+        state_path: str | None = None,
     ) -> None:
         self.config_path = config_path
         self.config = config
@@ -135,6 +149,8 @@ class Daemon:
         self._scheduler: Scheduler | None = None
         self.engine = Engine(engine_spec(config))
         self._connectivity = ConnectivityCheck(None, None)
+        # Opened here, before the loop runs: a bad state file is a start-up error (exit 2).
+        self.store = StateStore.open(state_path) if state_path else None
 
     def _build_runner(self, config: ProberConfig) -> JourneyRunner:
         client = HttpClient(verify=config.target.tls_verify, ca_file=config.target.tls_ca_file)
@@ -169,12 +185,17 @@ class Daemon:
             self.metrics.inconclusive.labels(result.journey).inc()
         event = event_from_run(result, inconclusive=inconclusive)
         self.metrics.observe_slo_events(self.engine.record(event))
+        if self.store is not None and event.journey in self.engine.journeys_tracked:
+            self.store.add_event(event)
         self.board.record(result, lag_affected=affected)
         log_run(result, lag_affected=affected, inconclusive=inconclusive)
 
     def evaluate(self, now: float | None = None) -> None:
-        """One SLO evaluation: figures to metrics and status, transitions to the log."""
+        """One SLO evaluation: figures to metrics and status, transitions to the log (and
+        the alert state to the state file when it changed)."""
         tick = self.engine.evaluate(time.time() if now is None else now)
+        if tick.transitions and self.store is not None:
+            self._persist(self.store.save_alerts(tick.alerts.to_records(), tick.now))
         self.metrics.observe_tick(tick)
         self.board.record_tick(tick)
         for transition in tick.transitions:
@@ -188,6 +209,87 @@ class Daemon:
                     "values": {name: round(value, 4) for name, value in transition.values.items()},
                 },
             )
+
+    async def restore(self) -> None:
+        """Resume budgets, alert states, recent runs and last reports from the state file:
+        window snapshots plus the runs stored after them; an SLO without a usable snapshot
+        is rebuilt from the stored runs of its whole window."""
+        store = self.store
+        if store is None:
+            return
+        now = time.time()
+        engine = self.engine
+        engine.alerts = AlertState.from_records(await store.load_alerts())
+        snapshots, _ = await store.load_windows()
+        restored = set()
+        for slo in engine.spec.slos:
+            data = snapshots.get(slo.name)
+            if data is None:
+                continue
+            try:
+                engine.restore_window(slo.name, data)
+                restored.add(slo.name)
+            except SLOError as error:
+                LOGGER.warning(
+                    f"window snapshot of SLO {slo.name} unusable ({error}); rebuilding it"
+                )
+        for event in await store.events_after_windows():
+            engine.record_windows(event, restored)
+        rebuild = {slo.name for slo in engine.spec.slos} - restored
+        if rebuild:
+            since = now - max(slo.retention for slo in engine.spec.slos if slo.name in rebuild)
+            for event in await store.events_since(since):
+                engine.record_windows(event, rebuild)
+        for event in await store.events_since(now - engine.rule_retention):
+            engine.record_rules(event)
+        reports = await store.load_value("last_reports")
+        if isinstance(reports, dict):
+            engine.restore_last_reports({str(k): float(v) for k, v in reports.items()})
+        LOGGER.info(
+            "state restored", extra={"path": store.path, "alerts": len(engine.alerts.alerts)}
+        )
+
+    def _persist(
+        self, write: asyncio.Future[object] | asyncio.Future[None] | asyncio.Future[int]
+    ) -> None:
+        """Let a state-file write finish in the background; a failure is logged and counted,
+        and probing goes on (the live engine still has everything)."""
+
+        def done(
+            future: asyncio.Future[object] | asyncio.Future[None] | asyncio.Future[int],
+        ) -> None:
+            error = future.exception()
+            if error is not None:
+                self.metrics.state_errors.inc()
+                LOGGER.error(f"state file write failed: {error}")
+
+        write.add_done_callback(done)
+
+    def save_state(self, now: float) -> None:
+        """Snapshot the windows (taken now, synchronously, so they match the runs stored so
+        far), the alert state and the last reports."""
+        if self.store is None:
+            return
+        snapshots = {name: window.snapshot() for name, window in self.engine.windows.items()}
+        self._persist(self.store.save_windows(snapshots, now))
+        self._persist(self.store.save_alerts(self.engine.alerts.to_records(), now))
+        self._persist(self.store.save_value("last_reports", dict(self.engine.last_reports())))
+
+    async def _persist_forever(self) -> None:
+        """Flush runs every second, snapshot every minute, prune every hour."""
+        assert self.store is not None
+        ticks = 0
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            ticks += 1
+            self._persist(self.store.flush())
+            if ticks % SNAPSHOT_EVERY == 0:
+                self.save_state(time.time())
+            if ticks % PRUNE_EVERY == 0:
+                keep = max(
+                    [*(slo.retention for slo in self.engine.spec.slos), self.engine.rule_retention]
+                )
+                self._persist(self.store.prune(time.time() - keep - PRUNE_MARGIN))
 
     async def _evaluate_forever(self) -> None:
         while True:
@@ -252,12 +354,15 @@ class Daemon:
         host, port = self.server.address
         LOGGER.info("prober started", extra={"listen": f"{host}:{port}", "path": self.config_path})
         self._apply(self.config)
+        await self.restore()
         _tune_garbage_collector()
         background = [
             loop.create_task(self.lag.run()),
             loop.create_task(self._watch_file()),
             loop.create_task(self._evaluate_forever()),
         ]
+        if self.store is not None:
+            background.append(loop.create_task(self._persist_forever()))
         await self._stop.wait()
         LOGGER.info(
             "shutting down: draining in-flight runs", extra={"duration_ms": self.grace * 1000}
@@ -269,6 +374,12 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.server.stop()
+        if self.store is not None:
+            self.save_state(time.time())
+            try:
+                await self.store.close()
+            except StateError as error:
+                LOGGER.error(f"state file not saved at shutdown: {error}")
         LOGGER.info("stopped" if drained else "stopped; some runs were cut off at the grace period")
         for handler in LOGGER.handlers:
             handler.flush()

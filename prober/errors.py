@@ -3,6 +3,7 @@ exception: it is a field of a `StepResult` (see `prober.results`).
 
     ProberError                 root of everything prober raises on purpose
     ├── ConfigError             the operator must fix the config (exit code 2)
+    ├── StateError              the state file cannot be used (exit code 2 at start-up)
     └── UsageError              the command line is wrong (exit code 2)
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "ConfigIssue", "ProberError", "UsageError"]
+__all__ = ["ConfigError", "ConfigIssue", "ProberError", "StateError", "UsageError"]
 
 
 class ProberError(Exception):
@@ -34,6 +35,10 @@ class ConfigError(ProberError):
     def __init__(self, issues: list[ConfigIssue]) -> None:
         self.issues = issues
         super().__init__("\n".join(str(issue) for issue in issues))
+
+
+class StateError(ProberError):
+    """The state file is corrupt, from a newer prober, not prober's, or unwritable."""
 
 
 class UsageError(ProberError):

@@ -128,6 +128,9 @@ class ProberMetrics:
             ["journey"],
             registry=r,
         )
+        self.state_errors = Counter(
+            "prober_state_errors", "State-file writes that failed (probing goes on).", registry=r
+        )
         self.reload_ok = Gauge(
             "prober_config_last_reload_successful",
             "The last config (re)load succeeded.",

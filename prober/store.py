@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, ParamSpec, TypeVar
 
-from prober.errors import ProberError
+from prober.errors import StateError
 from prober.replay import event_to_json, parse_event
 from slo.engine import Event
 
@@ -90,11 +90,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
-
-
-class StateError(ProberError):
-    """The state file cannot be used (corrupt, newer, not prober's, unwritable); the operator
-    must act. The message names the file and what to do."""
 
 
 class StateStore:

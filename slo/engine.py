@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -269,16 +269,32 @@ class Engine:
     def record(self, event: Event) -> tuple[tuple[str, bool], ...]:
         """Count one run (events may arrive slightly out of order); returns, per SLO of the
         journey, whether the run was a good event for it."""
-        previous = self._last_report.get(event.journey)
-        if previous is None or event.timestamp > previous:
-            self._last_report[event.journey] = event.timestamp
+        judged = self.record_windows(event)
+        self.record_rules(event)
+        return judged
+
+    def record_windows(
+        self, event: Event, slos: Collection[str] | None = None
+    ) -> tuple[tuple[str, bool], ...]:
+        """The SLO-window part of `record` (restoring from a snapshot: only `slos`)."""
         if event.inconclusive:
             return ()
         judged = []
         for slo in self._slos_by_journey.get(event.journey, ()):
+            if slos is not None and slo.name not in slos:
+                continue
             good = slo.is_good(event)
             self.windows[slo.name].add(event.timestamp, good)
             judged.append((slo.name, good))
+        return tuple(judged)
+
+    def record_rules(self, event: Event) -> None:
+        """The rest of `record`: last report, recent runs for rules, changed captures."""
+        previous = self._last_report.get(event.journey)
+        if previous is None or event.timestamp > previous:
+            self._last_report[event.journey] = event.timestamp
+        if event.inconclusive:
+            return
         recent = self._recent.get(event.journey)
         if recent is not None:
             recent.append(event)
@@ -290,7 +306,24 @@ class Engine:
             if is_changed(self._last_capture.get(key), value):
                 self._changed.setdefault(event.journey, set()).add(capture)
             self._last_capture[key] = value
-        return tuple(judged)
+
+    def restore_window(self, slo: str, snapshot: bytes) -> None:
+        """Replace an SLO's window with a persisted one (raises SLOError if unusable)."""
+        spec = next(spec for spec in self.spec.slos if spec.name == slo)
+        self.windows[slo] = EventWindow.restore(
+            snapshot, spec.retention, bucket_seconds=self.spec.bucket_seconds
+        )
+
+    @property
+    def rule_retention(self) -> float:
+        """How far back `record_rules` needs runs after a restart."""
+        return max(self._rule_retention.values(), default=0.0)
+
+    @property
+    def journeys_tracked(self) -> frozenset[str]:
+        """Journeys whose runs matter to some SLO or rule (the ones worth persisting)."""
+        rules = {rule.journey for rule in self.spec.rules}
+        return frozenset(self._slos_by_journey) | rules
 
     def adopt(self, previous: Engine) -> None:
         """Carry another engine's state over (a config reload): the windows of SLOs that

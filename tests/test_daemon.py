@@ -84,6 +84,8 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         config.write_text(config_text)
         log = tmp_path / f"daemon-{len(started)}.log"
         port = free_port()
+        if "--state" not in args:
+            args = (*args, "--state", str(tmp_path / f"state-{len(started)}.db"))
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROBER_")}
         full_env.update(env or {})
         with log.open("w") as output:  # the child keeps its own copy of the descriptor
@@ -464,3 +466,81 @@ def test_inconclusive_runs_stay_out_of_the_sli(
     assert (
         sample(metrics, "prober_journey_runs_total", journey="healthcheck", result="failure") or 0
     ) >= 2
+
+
+def test_budgets_and_alerts_survive_kill_9(
+    sample_api: SampleAPI, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """kill -9 mid-run: the state file passes integrity_check, and a restart resumes the
+    budget and the firing alert (no second 'firing' transition)."""
+    import sqlite3
+
+    from prober.demo import Fault
+
+    state = tmp_path / "kept.db"
+    sample_api.set_fault("/health", Fault(error_rate=1.0, status=503))
+    first = start_daemon(slo_config(sample_api.url), "--state", str(state))
+    wait_for(
+        lambda: sample(first.metrics(), "prober_alert_state", alertname="ApiDown") == 2.0,
+        "ApiDown to fire",
+    )
+    wait_for(
+        lambda: (
+            (
+                sample(
+                    first.metrics(),
+                    "prober_slo_error_budget_remaining_ratio",
+                    slo="health-availability",
+                )
+                or 1
+            )
+            < 0
+        ),
+        "the budget to be overspent",
+    )
+    budget = sample(
+        first.metrics(), "prober_slo_error_budget_remaining_ratio", slo="health-availability"
+    )
+
+    def stored_events() -> int:
+        try:
+            with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as reader:
+                return int(reader.execute("SELECT count(*) FROM events").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    wait_for(lambda: stored_events() >= 4, "runs flushed to the state file")
+    first.process.kill()
+    first.process.wait()
+    with sqlite3.connect(state) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        stored = connection.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert stored > 0
+
+    second = start_daemon(slo_config(sample_api.url), "--state", str(state))
+    wait_for(
+        lambda: (
+            sample(
+                second.metrics(),
+                "prober_slo_error_budget_remaining_ratio",
+                slo="health-availability",
+            )
+            is not None
+        ),
+        "a first evaluation after the restart",
+    )
+    resumed = sample(
+        second.metrics(), "prober_slo_error_budget_remaining_ratio", slo="health-availability"
+    )
+    assert budget is not None
+    assert resumed is not None
+    assert resumed <= budget + 0.5  # not reset to a fresh budget of 1.0: still overspent
+    assert resumed < 0
+    wait_for(
+        lambda: sample(second.metrics(), "prober_alert_state", alertname="ApiDown") == 2.0,
+        "ApiDown state",
+    )
+    second.stop()
+    messages = [line["message"] for line in second.logs()]
+    assert "state restored" in messages
+    assert "alert ApiDown firing" not in messages  # it was already firing: no new page
