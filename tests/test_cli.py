@@ -334,3 +334,13 @@ def test_validate_prints_resolution_table(tmp_path: Path, objective: str, expect
     result = run_prober("validate", "-c", str(config))
     assert result.returncode == 0, result.stderr
     assert expected in result.stdout
+
+
+def test_corrupt_state_file_exits_2(tmp_path: Path) -> None:
+    """`prober run` with a state file that is not SQLite says so and exits 2, no traceback."""
+    state = tmp_path / "state.db"
+    state.write_bytes(b"this is not a database" * 100)
+    result = run_prober("run", "-c", DEMO, "--state", str(state), "--listen", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 2
+    assert str(state) in result.stderr
+    assert "Traceback" not in result.stderr

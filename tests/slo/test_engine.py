@@ -1,0 +1,111 @@
+"""The SLO engine: indicators, no-data, inconclusive runs, one-shot changes, reloads."""
+
+from __future__ import annotations
+
+import pytest
+
+from slo.engine import Engine, EngineSpec, Event, RuleSpec, SloSpec
+from slo.policies import resolve_policies
+from slo.rules import parse_rule_expression
+
+DAY = 86400.0
+
+
+def spec(**overrides: object) -> EngineSpec:
+    values: dict[str, object] = {
+        "service": "svc",
+        "slos": (
+            SloSpec("avail", "chat", 0.99, 30 * DAY, resolve_policies(30 * DAY)),
+            SloSpec("fast", "chat", 0.9, 30 * DAY, resolve_policies(30 * DAY), latency_below=1.0),
+        ),
+        "intervals": {"chat": 60.0},
+    }
+    values.update(overrides)
+    return EngineSpec(**values)  # type: ignore[arg-type]
+
+
+def names(tick_transitions: object) -> list[tuple[str, str]]:
+    return [(dict(t.labels)["alertname"], t.state) for t in tick_transitions]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("success", "duration", "expected"),
+    [
+        (True, 0.5, {"avail": True, "fast": True}),
+        (True, 1.5, {"avail": True, "fast": False}),
+        (False, 0.1, {"avail": False, "fast": False}),
+    ],
+    ids=["fast-success", "slow-success", "failure"],
+)
+def test_indicators(success: bool, duration: float, expected: dict[str, bool]) -> None:
+    """Availability is success; latency is success and faster than the threshold."""
+    engine = Engine(spec())
+    assert dict(engine.record(Event(100.0, "chat", success, duration))) == expected
+
+
+def test_inconclusive_runs_are_not_events() -> None:
+    """An inconclusive run counts for no SLI but still reports the journey alive."""
+    engine = Engine(spec())
+    assert engine.record(Event(100.0, "chat", False, inconclusive=True)) == ()
+    assert engine.windows["avail"].counts(3600, 100.0).total == 0
+    assert engine.last_reports() == {"chat": 100.0}
+
+
+def test_no_data_fires_after_three_intervals_and_resolves() -> None:
+    """A journey silent for 3 intervals fires ProberNoData (warning); a run resolves it."""
+    engine = Engine(spec(slos=()))
+    engine.record(Event(0.0, "chat", True, 0.1))
+    assert names(engine.evaluate(0.0).transitions) == []
+    assert names(engine.evaluate(180.0).transitions) == []
+    assert names(engine.evaluate(181.0).transitions) == [("ProberNoData", "firing")]
+    engine.record(Event(200.0, "chat", True, 0.1))
+    assert names(engine.evaluate(201.0).transitions) == [("ProberNoData", "resolved")]
+
+
+def test_changed_capture_fires_once_per_change() -> None:
+    """changed(version) fires once when the value changes, then resolves; the first value is no change."""
+    rule = RuleSpec("NewDeployment", "info", "chat", parse_rule_expression("changed(version)"), 0.0)
+    engine = Engine(spec(slos=(), rules=(rule,), intervals={}))
+    engine.record(Event(0.0, "chat", True, captures={"version": "1.0"}))
+    assert names(engine.evaluate(1.0).transitions) == []
+    engine.record(Event(2.0, "chat", True, captures={"version": "1.1"}))
+    assert names(engine.evaluate(3.0).transitions) == [("NewDeployment", "firing")]
+    assert names(engine.evaluate(4.0).transitions) == [("NewDeployment", "resolved")]
+
+
+def test_step_rule_counts_only_runs_that_reached_the_step() -> None:
+    """A rule on a step sees that step's failures, not those of earlier steps."""
+    rule = RuleSpec(
+        "AuthFailing",
+        "critical",
+        "chat",
+        parse_rule_expression("error_ratio > 50%"),
+        300.0,
+        step="login",
+    )
+    engine = Engine(spec(slos=(), rules=(rule,), intervals={}))
+    for at in range(10):
+        engine.record(
+            Event(
+                float(at),
+                "chat",
+                False,
+                failed_step="send",
+                status_codes={"login": 200, "send": 500},
+            )
+        )
+    assert names(engine.evaluate(10.0).transitions) == []
+    for at in range(10, 30):
+        engine.record(
+            Event(float(at), "chat", False, failed_step="login", status_codes={"login": 401})
+        )
+    assert names(engine.evaluate(30.0).transitions) == [("AuthFailing", "firing")]
+
+
+def test_adopt_keeps_windows_of_unchanged_slos() -> None:
+    """A reload keeps the history of an SLO that still counts the same events."""
+    old = Engine(spec())
+    old.record(Event(100.0, "chat", False, 0.1))
+    new = Engine(spec(slos=(spec().slos[0],)))
+    new.adopt(old)
+    assert new.windows["avail"].counts(3600, 100.0).bad == 1
