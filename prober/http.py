@@ -40,12 +40,12 @@ import asyncio
 import functools
 import ipaddress
 import json
+import re
 import socket
 import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from email.message import Message
 from typing import Any
 from urllib.parse import unquote
 
@@ -148,9 +148,7 @@ class HttpResponse:
 
     def text(self) -> str:
         if self._text is None:
-            message = Message()
-            message["content-type"] = self.header("content-type") or ""
-            charset = message.get_content_charset() or "utf-8"
+            charset = _charset(self.header("content-type") or "") or "utf-8"
             try:
                 self._text = self.body.decode(charset, errors="replace")
             except LookupError:
@@ -167,6 +165,15 @@ class HttpResponse:
         if isinstance(self._json, _InvalidJson):
             raise ValueError(f"body is not valid JSON: {self._json.why}")
         return self._json
+
+
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([^"';\s]+)""", re.IGNORECASE)
+
+
+def _charset(content_type: str) -> str | None:
+    """The `charset` parameter of a Content-Type, lower-cased (as email.message gives it)."""
+    match = _CHARSET.search(content_type)
+    return match.group(1).lower() if match else None
 
 
 class _InvalidJson:
@@ -189,18 +196,26 @@ class HttpFailure:
 
 
 class HttpClient:
-    """Process-wide: the shared TLS context; makes one `HttpSession` per journey run."""
+    """Process-wide: the shared TLS context; makes one `HttpSession` per journey run.
+
+    The TLS context is built on first use (parsing the CA bundle costs ~20 ms, which a
+    `run-once` against plain-HTTP targets need not pay)."""
 
     def __init__(self, *, verify: bool = True, ca_file: str | None = None) -> None:
-        if verify:
-            self.ssl_context = ssl.create_default_context(cafile=ca_file or certifi.where())
-        else:
-            self.ssl_context = ssl.create_default_context()
-            self.ssl_context.check_hostname = False
-            self.ssl_context.verify_mode = ssl.CERT_NONE
+        self.verify = verify
+        self.ca_file = ca_file
+
+    @functools.cached_property
+    def ssl_context(self) -> ssl.SSLContext:
+        if self.verify:
+            return ssl.create_default_context(cafile=self.ca_file or certifi.where())
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
 
     def session(self, *, keep_alive: bool = True) -> HttpSession:
-        return HttpSession(self.ssl_context, keep_alive=keep_alive)
+        return HttpSession(self, keep_alive=keep_alive)
 
 
 class _DnsFailure(Exception):
@@ -359,9 +374,9 @@ class _Connection(httpcore.AsyncHTTPConnection):
 class HttpSession:
     """One journey run's connections. Use as `async with client.session() as session`."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, *, keep_alive: bool) -> None:
+    def __init__(self, client: HttpClient, *, keep_alive: bool) -> None:
         self._backend = _ResolvingBackend()
-        self._ssl_context = ssl_context
+        self._client = client
         self._keep_alive = keep_alive
         # One connection per origin, used by one step at a time: httpcore's connection pool
         # (its locks, events and cancellation shields) costs CPU a probe does not need.
@@ -389,7 +404,7 @@ class HttpSession:
             await connection.aclose()
         connection = _Connection(
             origin=origin,
-            ssl_context=self._ssl_context,
+            ssl_context=self._client.ssl_context if origin.scheme == b"https" else None,
             http1=True,
             http2=False,
             retries=0,

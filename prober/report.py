@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from junitparser import Failure as JUnitFailure
-from junitparser import JUnitXml, TestCase, TestSuite
-
 from prober.config import Gates
 from prober.redaction import redact
 from prober.results import RunResult
@@ -190,6 +187,9 @@ def _latency_summary(runs: Sequence[RunResult]) -> str:
 
 def write_junit(report: Report, path: str | Path) -> None:
     """One testcase per journey run (classname = journey); gates as a testcase of their own."""
+    from junitparser import Failure as JUnitFailure  # only for --junit: ~8 ms to import
+    from junitparser import JUnitXml, TestCase, TestSuite
+
     suites = JUnitXml()
     for journey in report.journeys:
         suite = TestSuite(journey.name)

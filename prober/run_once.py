@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import tenacity
-
 from prober import eventloop
 from prober.config import Journey, ProberConfig
 from prober.errors import UsageError
@@ -125,6 +123,8 @@ async def wait_until_ready(
     runner: JourneyRunner, journey: Journey, within: float
 ) -> tuple[bool, RunResult | None]:
     """Poll the journey's first step until it passes; `(ready, last attempt)`."""
+    import tenacity  # only for --wait-ready: ~9 ms to import
+
     last: RunResult | None = None
     try:
         async for attempt in tenacity.AsyncRetrying(

@@ -2,85 +2,158 @@
 the engine that ties them together.
 
 Imports nothing from `prober`, reads no clock, does no I/O: `now` is always an argument.
+
+The names below are re-exported lazily (PEP 562), so importing one module (`slo.rules`) does
+not load the others: start-up time matters for `prober run-once` in a CI pipeline.
 """
 
 from __future__ import annotations
 
-from slo.alerting import (
-    ActiveAlert,
-    AlertKey,
-    AlertPhase,
-    AlertState,
-    AlertStateError,
-    Evaluation,
-    PendingOrFiring,
-    Signal,
-    Transition,
-    TransitionState,
-    alert_key,
-    step,
-)
-from slo.budget import (
-    Counts,
-    SLOError,
-    budget_remaining,
-    burn_rate,
-    error_budget,
-    error_ratio,
-    time_to_exhaustion,
-)
-from slo.engine import (
-    DEFAULT_ALERT_NAME,
-    NO_DATA_ALERT,
-    Engine,
-    EngineSpec,
-    Event,
-    RuleSpec,
-    SloSpec,
-    SloStatus,
-    Tick,
-    format_window,
-)
-from slo.policies import (
-    DAY,
-    DEFAULT_POLICY_SPECS,
-    HOUR,
-    MINUTE,
-    BurnRatePolicy,
-    PolicyEvaluation,
-    PolicySpec,
-    Reason,
-    Resolution,
-    budget_consumed,
-    burn_rate_threshold,
-    default_min_events,
-    evaluate_policy,
-    min_events_for,
-    resolution_table,
-    resolve_policies,
-    resolve_policy,
-)
-from slo.rules import (
-    COMPARATORS,
-    QUANTILES,
-    Comparator,
-    RuleExpression,
-    RuleKind,
-    RuleSyntaxError,
-    RuleValue,
-    RunSample,
-    WindowData,
-    capture_number,
-    is_changed,
-    nearest_rank,
-    parse_rule_expression,
-    summarize,
-)
-from slo.windows import (
-    DEFAULT_BUCKET_SECONDS,
-    DEFAULT_EXACT_HORIZON,
-    EventWindow,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slo.alerting import (
+        ActiveAlert,
+        AlertKey,
+        AlertPhase,
+        AlertState,
+        AlertStateError,
+        Evaluation,
+        PendingOrFiring,
+        Signal,
+        Transition,
+        TransitionState,
+        alert_key,
+        step,
+    )
+    from slo.budget import (
+        Counts,
+        SLOError,
+        budget_remaining,
+        burn_rate,
+        error_budget,
+        error_ratio,
+        time_to_exhaustion,
+    )
+    from slo.engine import (
+        DEFAULT_ALERT_NAME,
+        NO_DATA_ALERT,
+        Engine,
+        EngineSpec,
+        Event,
+        RuleSpec,
+        SloSpec,
+        SloStatus,
+        Tick,
+        format_window,
+    )
+    from slo.policies import (
+        DAY,
+        DEFAULT_POLICY_SPECS,
+        HOUR,
+        MINUTE,
+        BurnRatePolicy,
+        PolicyEvaluation,
+        PolicySpec,
+        Reason,
+        Resolution,
+        budget_consumed,
+        burn_rate_threshold,
+        default_min_events,
+        evaluate_policy,
+        min_events_for,
+        resolution_table,
+        resolve_policies,
+        resolve_policy,
+    )
+    from slo.rules import (
+        COMPARATORS,
+        QUANTILES,
+        Comparator,
+        RuleExpression,
+        RuleKind,
+        RuleSyntaxError,
+        RuleValue,
+        RunSample,
+        WindowData,
+        capture_number,
+        is_changed,
+        nearest_rank,
+        parse_rule_expression,
+        summarize,
+    )
+    from slo.windows import (
+        DEFAULT_BUCKET_SECONDS,
+        DEFAULT_EXACT_HORIZON,
+        EventWindow,
+    )
+
+_HOMES = {
+    "ActiveAlert": "slo.alerting",
+    "AlertKey": "slo.alerting",
+    "AlertPhase": "slo.alerting",
+    "AlertState": "slo.alerting",
+    "AlertStateError": "slo.alerting",
+    "BurnRatePolicy": "slo.policies",
+    "COMPARATORS": "slo.rules",
+    "Comparator": "slo.rules",
+    "Counts": "slo.budget",
+    "DAY": "slo.policies",
+    "DEFAULT_ALERT_NAME": "slo.engine",
+    "DEFAULT_BUCKET_SECONDS": "slo.windows",
+    "DEFAULT_EXACT_HORIZON": "slo.windows",
+    "DEFAULT_POLICY_SPECS": "slo.policies",
+    "Engine": "slo.engine",
+    "EngineSpec": "slo.engine",
+    "Evaluation": "slo.alerting",
+    "Event": "slo.engine",
+    "EventWindow": "slo.windows",
+    "HOUR": "slo.policies",
+    "MINUTE": "slo.policies",
+    "NO_DATA_ALERT": "slo.engine",
+    "PendingOrFiring": "slo.alerting",
+    "PolicyEvaluation": "slo.policies",
+    "PolicySpec": "slo.policies",
+    "QUANTILES": "slo.rules",
+    "Reason": "slo.policies",
+    "Resolution": "slo.policies",
+    "RuleExpression": "slo.rules",
+    "RuleKind": "slo.rules",
+    "RuleSpec": "slo.engine",
+    "RuleSyntaxError": "slo.rules",
+    "RuleValue": "slo.rules",
+    "RunSample": "slo.rules",
+    "SLOError": "slo.budget",
+    "Signal": "slo.alerting",
+    "SloSpec": "slo.engine",
+    "SloStatus": "slo.engine",
+    "Tick": "slo.engine",
+    "Transition": "slo.alerting",
+    "TransitionState": "slo.alerting",
+    "WindowData": "slo.rules",
+    "alert_key": "slo.alerting",
+    "budget_consumed": "slo.policies",
+    "budget_remaining": "slo.budget",
+    "burn_rate": "slo.budget",
+    "burn_rate_threshold": "slo.policies",
+    "capture_number": "slo.rules",
+    "default_min_events": "slo.policies",
+    "error_budget": "slo.budget",
+    "error_ratio": "slo.budget",
+    "evaluate_policy": "slo.policies",
+    "format_window": "slo.engine",
+    "is_changed": "slo.rules",
+    "min_events_for": "slo.policies",
+    "nearest_rank": "slo.rules",
+    "parse_rule_expression": "slo.rules",
+    "resolution_table": "slo.policies",
+    "resolve_policies": "slo.policies",
+    "resolve_policy": "slo.policies",
+    "step": "slo.alerting",
+    "summarize": "slo.rules",
+    "time_to_exhaustion": "slo.budget",
+}
 
 __all__ = [
     "COMPARATORS",
@@ -147,3 +220,9 @@ __all__ = [
     "summarize",
     "time_to_exhaustion",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'slo' has no attribute {name!r}")

@@ -29,7 +29,6 @@ from prober.http import (
     HttpFailure,
     HttpRequest,
     HttpResponse,
-    HttpSession,
     _DnsFailure,
     _ResolvingBackend,
     _Timeline,
@@ -338,7 +337,7 @@ def test_classify_refines_by_phase_and_cause(
     error: Exception, phase: str, resolving: bool, reason: str
 ) -> None:
     """_classify: SSL causes and the TLS phase give `tls`, a resolving timeout gives `dns`."""
-    session = HttpSession(ssl.create_default_context(), keep_alive=True)
+    session = HttpClient().session(keep_alive=True)
     timeline = _Timeline()
     timeline.phase = phase
     session._backend.resolving = resolving
