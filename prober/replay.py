@@ -128,7 +128,8 @@ def event_to_json(event: Event) -> str:
 
 
 def replay(config: ProberConfig, events: list[Event]) -> Iterator[Tick]:
-    """Feed events through the engine in simulated time; one `Tick` per evaluation."""
+    """Feed events through the engine in simulated time; one `Tick` per evaluation. Ticks
+    at which nothing can change (`Engine.quiet_until`) are skipped: same transitions."""
     if not events:
         return
     known = {journey.name for journey in config.journeys}
@@ -139,13 +140,19 @@ def replay(config: ProberConfig, events: list[Event]) -> Iterator[Tick]:
     step = config.alerting.evaluation_interval
     start, end = events[0].timestamp, events[-1].timestamp
     position = 0
+    quiet_until = -math.inf
     ticks = math.floor((end - start) / step + 1e-9)
     for index in range(ticks + 1):
         now = start + index * step
+        disturbed = False
         while position < len(events) and events[position].timestamp <= now:
-            engine.record(events[position])
+            judged = engine.record(events[position])
+            disturbed = disturbed or not all(good for _, good in judged)
             position += 1
+        if not disturbed and now < quiet_until:
+            continue  # provably nothing to evaluate: see Engine.quiet_until
         yield engine.evaluate(now, figures=False)
+        quiet_until = engine.quiet_until()
 
 
 def transition_records(tick: Tick) -> Iterator[dict[str, Any]]:

@@ -224,8 +224,17 @@ class Engine:
         self._changed: dict[str, set[str]] = {}
         self._last_report: dict[str, float] = {}
         self._started: float | None = None
+        self._clean = False  # after a lean evaluation: no bad event in any policy's short window
         self._policy_labels = {
             slo.name: tuple(self._policy_key(slo, policy) for policy in slo.policies)
+            for slo in spec.slos
+        }
+        #: Per SLO: (policy, alert labels, error-ratio limit) — what the lean evaluation needs.
+        self._policy_plans = {
+            slo.name: tuple(
+                (policy, labels, policy.threshold * (1 - slo.objective))
+                for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True)
+            )
             for slo in spec.slos
         }
         self._rule_labels = tuple(
@@ -361,8 +370,9 @@ class Engine:
             statuses = tuple(self._evaluate_slo(slo, now, signals) for slo in self.spec.slos)
         else:
             statuses = ()
+            self._clean = True
             for slo in self.spec.slos:
-                self._signal_slo(slo, now, signals)
+                self._clean &= self._signal_slo(slo, now, signals)
         self._evaluate_rules(now, signals)
         self._evaluate_no_data(now, signals)
         if self.alerts.alerts or any(signal.active for signal in signals.values()):
@@ -371,23 +381,42 @@ class Engine:
             transitions = ()  # nothing pending or firing, nothing starting: no transition
         return Tick(now, statuses, transitions, self.alerts, MappingProxyType(signals))
 
-    def _signal_slo(self, slo: SloSpec, now: float, signals: dict[AlertKey, Signal]) -> None:
-        window = self.windows[slo.name]
+    def _signal_slo(self, slo: SloSpec, now: float, signals: dict[AlertKey, Signal]) -> bool:
+        """Signals of one SLO's policies; True when no short window holds a bad event."""
+        counts = self.windows[slo.name].counts
         counted: dict[float, Counts] = {}
-        allowance = 1 - slo.objective
-        for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True):
+        firing_or_pending = self.alerts.alerts
+        clean = True
+        for policy, labels, limit in self._policy_plans[slo.name]:
             short = counted.get(policy.short_window)
             if short is None:
-                short = counted[policy.short_window] = window.counts(policy.short_window, now)
-            ratio = short.error_ratio
-            quiet = ratio is None or not ratio > policy.threshold * allowance
-            if quiet and labels not in self.alerts.alerts:
-                signals[labels] = _INACTIVE
+                short = counted[policy.short_window] = counts(policy.short_window, now)
+            bad, total = short.bad, short.good + short.bad
+            clean = clean and bad == 0
+            # The same comparison as `evaluate_policy`, so the shortcut never disagrees with it.
+            if not (total and bad / total > limit) and labels not in firing_or_pending:
+                signals[labels] = _INACTIVE  # the short window alone keeps it from firing
                 continue
             long = counted.get(policy.long_window)
             if long is None:
-                long = counted[policy.long_window] = window.counts(policy.long_window, now)
+                long = counted[policy.long_window] = counts(policy.long_window, now)
             signals[labels] = self._policy_signal(policy, slo.objective, long, short)
+        return clean
+
+    def quiet_until(self) -> float:
+        """After a lean evaluation (`figures=False`): a time before which, as long as only
+        good events arrive, another evaluation would change nothing — no alert is pending
+        or firing, no policy's short window holds a bad event (so none can exceed its
+        threshold: ratios only grow with bad events), there are no threshold rules, and no
+        journey can fall silent sooner. `replay` skips the ticks in between. -inf when it
+        cannot promise anything."""
+        if self.alerts.alerts or self.spec.rules or not self._clean or self._started is None:
+            return -math.inf
+        horizon = math.inf
+        for journey, interval in self.spec.intervals.items():
+            last = self._last_report.get(journey, self._started)
+            horizon = min(horizon, last + self.spec.no_data_intervals * interval)
+        return horizon
 
     @staticmethod
     def _policy_signal(
