@@ -242,6 +242,7 @@ class Daemon:
                 engine.record_windows(event, rebuild)
         for event in await store.events_since(now - engine.rule_retention):
             engine.record_rules(event)
+        engine.settle()
         reports = await store.load_value("last_reports")
         if isinstance(reports, dict):
             engine.restore_last_reports({str(k): float(v) for k, v in reports.items()})

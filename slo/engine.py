@@ -316,6 +316,11 @@ class Engine:
                 self._changed.setdefault(event.journey, set()).add(capture)
             self._last_capture[key] = value
 
+    def settle(self) -> None:
+        """Forget capture changes seen so far: after a restart has fed the stored runs back,
+        the changes among them were already reported before it (no second NewDeployment)."""
+        self._changed.clear()
+
     def restore_window(self, slo: str, snapshot: bytes) -> None:
         """Replace an SLO's window with a persisted one (raises SLOError if unusable)."""
         spec = next(spec for spec in self.spec.slos if spec.name == slo)

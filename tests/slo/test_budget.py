@@ -61,7 +61,9 @@ BAD_OBJECTIVES = [
 ]
 
 
-@pytest.mark.parametrize("objective", [b[1] for b in BAD_OBJECTIVES], ids=[b[0] for b in BAD_OBJECTIVES])
+@pytest.mark.parametrize(
+    "objective", [b[1] for b in BAD_OBJECTIVES], ids=[b[0] for b in BAD_OBJECTIVES]
+)
 def test_objective_outside_zero_one_is_refused(objective: float) -> None:
     """An objective leaving no budget (or none that makes sense) is the caller's mistake."""
     with pytest.raises(SLOError, match="strictly between 0 and 1"):
@@ -79,7 +81,11 @@ BURN_RATES = [
 ]
 
 
-@pytest.mark.parametrize(("objective", "good", "bad", "expected"), [r[1:] for r in BURN_RATES], ids=[r[0] for r in BURN_RATES])
+@pytest.mark.parametrize(
+    ("objective", "good", "bad", "expected"),
+    [r[1:] for r in BURN_RATES],
+    ids=[r[0] for r in BURN_RATES],
+)
 def test_burn_rate(objective: float, good: int, bad: int, expected: float) -> None:
     """burn rate = error ratio / (1 - objective)."""
     assert burn_rate(objective, Counts(good, bad)) == pytest.approx(expected, rel=1e-9, abs=1e-12)
@@ -101,10 +107,14 @@ BUDGETS = [
 ]
 
 
-@pytest.mark.parametrize(("objective", "good", "bad", "expected"), [b[1:] for b in BUDGETS], ids=[b[0] for b in BUDGETS])
+@pytest.mark.parametrize(
+    ("objective", "good", "bad", "expected"), [b[1:] for b in BUDGETS], ids=[b[0] for b in BUDGETS]
+)
 def test_budget_remaining(objective: float, good: int, bad: int, expected: float) -> None:
     """Remaining = 1 - burn rate over the SLO window, negative when overspent."""
-    assert budget_remaining(objective, Counts(good, bad)) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert budget_remaining(objective, Counts(good, bad)) == pytest.approx(
+        expected, rel=1e-9, abs=1e-12
+    )
 
 
 def test_budget_remaining_without_events_is_none() -> None:
@@ -128,7 +138,11 @@ EXHAUSTION = [
 ]
 
 
-@pytest.mark.parametrize(("remaining", "rate", "window", "expected"), [e[1:] for e in EXHAUSTION], ids=[e[0] for e in EXHAUSTION])
+@pytest.mark.parametrize(
+    ("remaining", "rate", "window", "expected"),
+    [e[1:] for e in EXHAUSTION],
+    ids=[e[0] for e in EXHAUSTION],
+)
 def test_time_to_exhaustion(remaining: float, rate: float, window: float, expected: float) -> None:
     """At the current burn rate the remaining budget lasts remaining × window / rate."""
     assert time_to_exhaustion(remaining, rate, window) == pytest.approx(expected, rel=1e-9)
@@ -140,7 +154,9 @@ def test_budget_not_being_spent_never_runs_out(rate: float) -> None:
     assert time_to_exhaustion(0.4, rate, MONTH) is None
 
 
-@pytest.mark.parametrize("window", [0.0, -DAY, math.inf, math.nan], ids=["zero", "negative", "infinite", "nan"])
+@pytest.mark.parametrize(
+    "window", [0.0, -DAY, math.inf, math.nan], ids=["zero", "negative", "infinite", "nan"]
+)
 def test_time_to_exhaustion_needs_a_window(window: float) -> None:
     """A window that is not a positive number of seconds is refused."""
     with pytest.raises(SLOError, match="window"):
@@ -167,4 +183,6 @@ def test_budget_never_above_one(objective: float, good: int, bad: int) -> None:
     remaining = budget_remaining(objective, Counts(good, bad))
     rate = burn_rate(objective, Counts(good, bad))
     assert (remaining is None) == (good + bad == 0)
-    assert remaining is None or (remaining <= 1.0 and rate is not None and remaining == pytest.approx(1.0 - rate))
+    assert remaining is None or (
+        remaining <= 1.0 and rate is not None and remaining == pytest.approx(1.0 - rate)
+    )

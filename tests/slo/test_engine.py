@@ -109,3 +109,13 @@ def test_adopt_keeps_windows_of_unchanged_slos() -> None:
     new = Engine(spec(slos=(spec().slos[0],)))
     new.adopt(old)
     assert new.windows["avail"].counts(3600, 100.0).bad == 1
+
+
+def test_settle_forgets_changes_fed_back_after_a_restart() -> None:
+    """Runs fed back at start-up do not re-announce a change that was already reported."""
+    rule = RuleSpec("NewDeployment", "info", "chat", parse_rule_expression("changed(version)"), 0.0)
+    engine = Engine(spec(slos=(), rules=(rule,), intervals={}))
+    engine.record_rules(Event(0.0, "chat", True, captures={"version": "1.0"}))
+    engine.record_rules(Event(1.0, "chat", True, captures={"version": "1.1"}))
+    engine.settle()
+    assert names(engine.evaluate(2.0).transitions) == []

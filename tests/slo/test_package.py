@@ -11,7 +11,18 @@ import pytest
 import slo
 
 SLO_DIR = Path(slo.__file__).parent
-FORBIDDEN = {"prober", "os", "socket", "time", "datetime", "logging", "sqlite3", "random", "asyncio", "threading"}
+FORBIDDEN = {
+    "prober",
+    "os",
+    "socket",
+    "time",
+    "datetime",
+    "logging",
+    "sqlite3",
+    "random",
+    "asyncio",
+    "threading",
+}
 
 
 def test_all_is_unique_and_complete() -> None:

@@ -39,7 +39,10 @@ TIERS = ["1h-5m", "6h-30m", "1d-2h", "3d-6h"]
 
 def test_default_table_is_designs() -> None:
     """The default policies are DESIGN's table, row for row."""
-    rows = [(s.severity, s.long_window, s.short_window, s.budget_consumed, s.burn_rate, s.min_events) for s in DEFAULT_POLICY_SPECS]
+    rows = [
+        (s.severity, s.long_window, s.short_window, s.budget_consumed, s.burn_rate, s.min_events)
+        for s in DEFAULT_POLICY_SPECS
+    ]
     assert rows == [
         ("critical", 1 * HOUR, 5 * MINUTE, 0.02, None, None),
         ("critical", 6 * HOUR, 30 * MINUTE, 0.05, None, None),
@@ -62,14 +65,22 @@ THRESHOLDS = [
 ]
 
 
-@pytest.mark.parametrize(("slo_window", "tier", "threshold"), [t[1:] for t in THRESHOLDS], ids=[t[0] for t in THRESHOLDS])
-def test_budget_consumed_converts_to_threshold(slo_window: float, tier: int, threshold: float) -> None:
+@pytest.mark.parametrize(
+    ("slo_window", "tier", "threshold"), [t[1:] for t in THRESHOLDS], ids=[t[0] for t in THRESHOLDS]
+)
+def test_budget_consumed_converts_to_threshold(
+    slo_window: float, tier: int, threshold: float
+) -> None:
     """threshold = budget_consumed × SLO window / long window, and back."""
     policy = resolve_policies(slo_window)[tier]
     spec = DEFAULT_POLICY_SPECS[tier]
     assert policy.threshold == pytest.approx(threshold, rel=1e-12)
-    assert burn_rate_threshold(spec.budget_consumed or 0.0, slo_window, spec.long_window) == pytest.approx(threshold, rel=1e-12)
-    assert budget_consumed(policy.threshold, slo_window, spec.long_window) == pytest.approx(spec.budget_consumed, rel=1e-12)
+    assert burn_rate_threshold(
+        spec.budget_consumed or 0.0, slo_window, spec.long_window
+    ) == pytest.approx(threshold, rel=1e-12)
+    assert budget_consumed(policy.threshold, slo_window, spec.long_window) == pytest.approx(
+        spec.budget_consumed, rel=1e-12
+    )
 
 
 def test_explicit_burn_rate_is_taken_as_is() -> None:
@@ -91,10 +102,17 @@ BAD_SPECS = [
 ]
 
 
-@pytest.mark.parametrize(("fields", "message"), [b[1:] for b in BAD_SPECS], ids=[b[0] for b in BAD_SPECS])
+@pytest.mark.parametrize(
+    ("fields", "message"), [b[1:] for b in BAD_SPECS], ids=[b[0] for b in BAD_SPECS]
+)
 def test_bad_policy_spec_is_refused(fields: dict[str, float], message: str) -> None:
     """A policy row the math cannot use is refused with what is wrong."""
-    arguments: dict[str, object] = {"severity": "critical", "long_window": HOUR, "short_window": 5 * MINUTE, **fields}
+    arguments: dict[str, object] = {
+        "severity": "critical",
+        "long_window": HOUR,
+        "short_window": 5 * MINUTE,
+        **fields,
+    }
     with pytest.raises(SLOError, match=message):
         PolicySpec(**arguments)  # type: ignore[arg-type]
 
@@ -112,7 +130,11 @@ MIN_EVENTS = [
 ]
 
 
-@pytest.mark.parametrize(("threshold", "objective", "expected"), [m[1:] for m in MIN_EVENTS], ids=[m[0] for m in MIN_EVENTS])
+@pytest.mark.parametrize(
+    ("threshold", "objective", "expected"),
+    [m[1:] for m in MIN_EVENTS],
+    ids=[m[0] for m in MIN_EVENTS],
+)
 def test_default_min_events(threshold: float, objective: float, expected: int) -> None:
     """The derived guard is the fewest events at which one failure stays at or below the limit."""
     assert default_min_events(threshold, objective) == expected
@@ -121,7 +143,10 @@ def test_default_min_events(threshold: float, objective: float, expected: int) -
 def test_explicit_min_events_wins() -> None:
     """A policy's own min_events replaces the derived one, 0 turning the guard off."""
     policy = BurnRatePolicy("critical", HOUR, 5 * MINUTE, 14.4, min_events=0)
-    assert (min_events_for(policy, 0.999), min_events_for(BurnRatePolicy("critical", HOUR, 5 * MINUTE, 14.4), 0.999)) == (0, 70)
+    assert (
+        min_events_for(policy, 0.999),
+        min_events_for(BurnRatePolicy("critical", HOUR, 5 * MINUTE, 14.4), 0.999),
+    ) == (0, 70)
 
 
 PAGE = BurnRatePolicy("critical", HOUR, 5 * MINUTE, 14.4)  # 99.9%: limit 1.44%, N = 70
@@ -137,7 +162,15 @@ EVALUATIONS = [
     ("no-short-data", PAGE, 0.999, (970, 30), (0, 0), False, Reason.NO_DATA),
     ("all-failing-below-min-events", PAGE, 0.999, (0, 69), (0, 5), False, Reason.TOO_FEW_EVENTS),
     ("all-failing-at-min-events", PAGE, 0.999, (0, 70), (0, 5), True, Reason.FIRING),
-    ("one-failure-in-an-hour-at-one-a-minute", PAGE, 0.999, (59, 1), (4, 1), False, Reason.TOO_FEW_EVENTS),
+    (
+        "one-failure-in-an-hour-at-one-a-minute",
+        PAGE,
+        0.999,
+        (59, 1),
+        (4, 1),
+        False,
+        Reason.TOO_FEW_EVENTS,
+    ),
     ("ratio-equal-to-limit-does-not-fire", HALF, 0.75, (50, 50), (1, 3), False, Reason.LONG_BELOW),
     ("ratio-just-above-limit-fires", HALF, 0.75, (49, 51), (1, 3), True, Reason.FIRING),
     ("short-equal-to-limit-does-not-fire", HALF, 0.75, (49, 51), (2, 2), False, Reason.SHORT_BELOW),
@@ -150,11 +183,20 @@ EVALUATIONS = [
     ids=[e[0] for e in EVALUATIONS],
 )
 def test_evaluate_policy(
-    policy: BurnRatePolicy, objective: float, long: tuple[int, int], short: tuple[int, int], firing: bool, reason: Reason
+    policy: BurnRatePolicy,
+    objective: float,
+    long: tuple[int, int],
+    short: tuple[int, int],
+    firing: bool,
+    reason: Reason,
 ) -> None:
     """Fires while both windows exceed threshold × (1 - objective), with data and enough events."""
     evaluation = evaluate_policy(policy, objective, Counts(*long), Counts(*short))
-    assert (evaluation.firing, evaluation.reason, evaluation.threshold) == (firing, reason, policy.threshold)
+    assert (evaluation.firing, evaluation.reason, evaluation.threshold) == (
+        firing,
+        reason,
+        policy.threshold,
+    )
 
 
 def test_evaluation_reports_both_burn_rates() -> None:
@@ -175,8 +217,30 @@ RESOLUTIONS = [
     #   runs long, runs short, min events, failures to trip, budget per failure, single failure pages
     ("99.9-15s-1h-5m", 0.999, 15.0, 0, 240, 20, 70, 4, 15 / 2592, False),  # 0.0144 × 240 = 3.456
     ("99.9-15s-6h-30m", 0.999, 15.0, 1, 1440, 120, 167, 9, 15 / 2592, False),  # 0.006 × 1440 = 8.64
-    ("99.9-15s-1d-2h", 0.999, 15.0, 2, 5760, 480, 334, 18, 15 / 2592, False),  # 0.003 × 5760 = 17.28
-    ("99.9-15s-3d-6h", 0.999, 15.0, 3, 17280, 1440, 1000, 18, 15 / 2592, False),  # 0.001 × 17280 = 17.28
+    (
+        "99.9-15s-1d-2h",
+        0.999,
+        15.0,
+        2,
+        5760,
+        480,
+        334,
+        18,
+        15 / 2592,
+        False,
+    ),  # 0.003 × 5760 = 17.28
+    (
+        "99.9-15s-3d-6h",
+        0.999,
+        15.0,
+        3,
+        17280,
+        1440,
+        1000,
+        18,
+        15 / 2592,
+        False,
+    ),  # 0.001 × 17280 = 17.28
     ("99.9-60s-1h-5m-silenced", 0.999, 60.0, 0, 60, 5, 70, None, 60 / 2592, False),  # 60 runs < 70
     ("99.9-60s-6h-30m", 0.999, 60.0, 1, 360, 30, 167, 3, 60 / 2592, False),  # 0.006 × 360 = 2.16
     ("99.9-60s-1d-2h", 0.999, 60.0, 2, 1440, 120, 334, 5, 60 / 2592, False),  # 0.003 × 1440 = 4.32
@@ -184,13 +248,34 @@ RESOLUTIONS = [
     ("99.5-60s-1h-5m", 0.995, 60.0, 0, 60, 5, 14, 5, 60 / 12960, False),  # 0.072 × 60 = 4.32
     ("99.5-60s-6h-30m", 0.995, 60.0, 1, 360, 30, 34, 11, 60 / 12960, False),  # 0.03 × 360 = 10.8
     ("99.5-60s-1d-2h", 0.995, 60.0, 2, 1440, 120, 67, 22, 60 / 12960, False),  # 0.015 × 1440 = 21.6
-    ("99.5-60s-3d-6h", 0.995, 60.0, 3, 4320, 360, 200, 22, 60 / 12960, False),  # 0.005 × 4320 = 21.6
+    (
+        "99.5-60s-3d-6h",
+        0.995,
+        60.0,
+        3,
+        4320,
+        360,
+        200,
+        22,
+        60 / 12960,
+        False,
+    ),  # 0.005 × 4320 = 21.6
     ("99.9-10m-1h-5m-short-empty", 0.999, 600.0, 0, 6, 0, 70, None, 600 / 2592, False),
 ]
 
 
 @pytest.mark.parametrize(
-    ("objective", "interval", "tier", "runs_long", "runs_short", "min_events", "failures", "per_failure", "single"),
+    (
+        "objective",
+        "interval",
+        "tier",
+        "runs_long",
+        "runs_short",
+        "min_events",
+        "failures",
+        "per_failure",
+        "single",
+    ),
     [r[1:] for r in RESOLUTIONS],
     ids=[r[0] for r in RESOLUTIONS],
 )
@@ -209,7 +294,12 @@ def test_resolution_table(
     policies = resolve_policies(30 * DAY)
     row = resolution_table(objective, 30 * DAY, policies, interval)[tier]
     assert row.policy == policies[tier]
-    assert (row.runs_per_long_window, row.runs_per_short_window, row.min_events, row.failures_to_trip) == (runs_long, runs_short, min_events, failures)
+    assert (
+        row.runs_per_long_window,
+        row.runs_per_short_window,
+        row.min_events,
+        row.failures_to_trip,
+    ) == (runs_long, runs_short, min_events, failures)
     assert row.budget_per_failure == pytest.approx(per_failure, rel=1e-9)
     assert (row.single_failure_pages, row.silenced) == (single, failures is None)
 
@@ -235,7 +325,9 @@ def test_threshold_beyond_all_errors_can_never_trip() -> None:
     good=st.integers(min_value=0, max_value=200_000),
     short_good=st.integers(min_value=0, max_value=1_000),
 )
-def test_single_failure_never_pages_under_default_guard(threshold: float, objective: float, good: int, short_good: int) -> None:
+def test_single_failure_never_pages_under_default_guard(
+    threshold: float, objective: float, good: int, short_good: int
+) -> None:
     """With the derived min_events, one failed run among any number of good ones never fires."""
     policy = BurnRatePolicy("critical", HOUR, 5 * MINUTE, threshold)
     evaluation = evaluate_policy(policy, objective, Counts(good, 1), Counts(short_good, 1))

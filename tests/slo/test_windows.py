@@ -44,14 +44,18 @@ def check_bound(store: EventWindow, events: list[Event], window: float, now: flo
     """Assert the module's stated bound for one query."""
     got = store.counts(window, now)
     exact = naive(events, now - window, now)
-    rounded = naive(events, store.bucket_seconds * math.floor((now - window) / store.bucket_seconds), now)
+    rounded = naive(
+        events, store.bucket_seconds * math.floor((now - window) / store.bucket_seconds), now
+    )
     widest = naive(events, now - window - store.bucket_seconds, now)
     assert exact.good <= got.good <= widest.good
     assert exact.bad <= got.bad <= widest.bad
     assert got == (exact if window <= store.exact_horizon else rounded)
 
 
-def edge_windows(events: list[Event], edges: list[tuple[int, int]], now: float, retention: float) -> list[float]:
+def edge_windows(
+    events: list[Event], edges: list[tuple[int, int]], now: float, retention: float
+) -> list[float]:
     """Windows starting within a bucket either side of an event: where rounding shows."""
     starts = [events[index % len(events)][0] + quarters / 4 for index, quarters in edges]
     return [now - start for start in starts if 0 < now - start <= retention]
@@ -72,11 +76,19 @@ def fill(store: EventWindow, events: list[Event]) -> float:
 # 8 hours where the exact and bucketed views meet; every 4th on a 15-second tick, so that
 # events land on bucket boundaries too.
 quarter_seconds = st.integers(min_value=0, max_value=int((MONTH - 2 * BUCKET) * 4))
-recent_quarter_seconds = st.integers(min_value=int((MONTH - 8 * HOUR) * 4), max_value=int((MONTH - 2 * BUCKET) * 4))
-offsets = st.one_of(quarter_seconds, recent_quarter_seconds, quarter_seconds.map(lambda q: q - q % 60)).map(lambda q: q / 4)
-month_events = st.lists(st.tuples(offsets.map(lambda o: T0 + o), st.booleans()), min_size=1, max_size=300)
+recent_quarter_seconds = st.integers(
+    min_value=int((MONTH - 8 * HOUR) * 4), max_value=int((MONTH - 2 * BUCKET) * 4)
+)
+offsets = st.one_of(
+    quarter_seconds, recent_quarter_seconds, quarter_seconds.map(lambda q: q - q % 60)
+).map(lambda q: q / 4)
+month_events = st.lists(
+    st.tuples(offsets.map(lambda o: T0 + o), st.booleans()), min_size=1, max_size=300
+)
 month_windows = st.lists(
-    st.one_of(st.sampled_from(POLICY_WINDOWS), st.integers(min_value=300, max_value=int(MONTH)).map(float)),
+    st.one_of(
+        st.sampled_from(POLICY_WINDOWS), st.integers(min_value=300, max_value=int(MONTH)).map(float)
+    ),
     min_size=1,
     max_size=12,
 )
@@ -92,7 +104,12 @@ month_windows = st.lists(
     restore=st.booleans(),
 )
 def test_store_matches_naive_counts_over_a_month(
-    events: list[Event], windows: list[float], edges: list[tuple[int, int]], lag: float, prune: bool, restore: bool
+    events: list[Event],
+    windows: list[float],
+    edges: list[tuple[int, int]],
+    lag: float,
+    prune: bool,
+    restore: bool,
 ) -> None:
     """30-day retention, 60 s buckets, 6 h exact: windows 5m..30d within the stated bound."""
     store = EventWindow(MONTH)
@@ -108,7 +125,9 @@ def test_store_matches_naive_counts_over_a_month(
 
 dense_events = st.lists(
     st.tuples(
-        st.one_of(st.integers(0, 2 * 7080), st.integers(0, 472).map(lambda n: n * 15 * 2)).map(lambda h: T0 + h / 2),
+        st.one_of(st.integers(0, 2 * 7080), st.integers(0, 472).map(lambda n: n * 15 * 2)).map(
+            lambda h: T0 + h / 2
+        ),
         st.booleans(),
     ),
     min_size=1,
@@ -151,7 +170,9 @@ EDGES = [
 ]
 
 
-@pytest.mark.parametrize(("window", "offset", "counted"), [e[1:] for e in EDGES], ids=[e[0] for e in EDGES])
+@pytest.mark.parametrize(
+    ("window", "offset", "counted"), [e[1:] for e in EDGES], ids=[e[0] for e in EDGES]
+)
 def test_window_edges(window: float, offset: float, counted: bool) -> None:
     """(now - w, now]: the start excluded, now included, also when the start is a bucket boundary."""
     store = EventWindow(MONTH)
@@ -161,7 +182,11 @@ def test_window_edges(window: float, offset: float, counted: bool) -> None:
     assert store.counts(window, now).bad == int(counted)
 
 
-@pytest.mark.parametrize("phase", [0.25, 15.0, 30.0, 59.75, 60.0], ids=["bucket-start", "quarter", "middle", "bucket-end", "on-boundary"])
+@pytest.mark.parametrize(
+    "phase",
+    [0.25, 15.0, 30.0, 59.75, 60.0],
+    ids=["bucket-start", "quarter", "middle", "bucket-end", "on-boundary"],
+)
 def test_bucketed_window_transitions_within_two_evaluation_intervals(phase: float) -> None:
     """A failure leaves a 1-day window less than 60 s late: within two 30 s ticks of exact."""
     store = EventWindow(MONTH)
@@ -227,7 +252,10 @@ def test_gap_longer_than_retention_starts_over() -> None:
     store = EventWindow(DAY)
     store.add(T0, False)
     store.add(T0 + 40 * DAY, True)
-    assert (store.counts(DAY, T0 + 40 * DAY), len(store.snapshot()) < 30_000) == (Counts(1, 0), True)
+    assert (store.counts(DAY, T0 + 40 * DAY), len(store.snapshot()) < 30_000) == (
+        Counts(1, 0),
+        True,
+    )
 
 
 @pytest.mark.parametrize("per_bucket", [300, 70_000], ids=["past-one-byte", "past-two-bytes"])
@@ -250,7 +278,11 @@ def test_late_event_in_an_old_block_updates_later_totals() -> None:
         store.add(T0 + step * MINUTE, True)
     newest = T0 + (3 * 24 * 60 - 1) * MINUTE
     store.add(T0 + DAY + 0.5, False)  # two days late, outside the exact horizon
-    assert (store.counts(2 * DAY, newest).bad, store.counts(3 * DAY, newest).bad, store.counts(DAY, newest).bad) == (1, 1, 0)
+    assert (
+        store.counts(2 * DAY, newest).bad,
+        store.counts(3 * DAY, newest).bad,
+        store.counts(DAY, newest).bad,
+    ) == (1, 1, 0)
 
 
 def test_query_before_the_exact_horizon_rounds_both_ends() -> None:
@@ -267,7 +299,9 @@ def test_snapshot_round_trip_keeps_every_answer() -> None:
     """restore(snapshot()) answers every window as the original did."""
     rng = random.Random(7)
     store = EventWindow(MONTH)
-    newest = fill(store, [(T0 + step * 15 + rng.random(), rng.random() < 0.95) for step in range(20_000)])
+    newest = fill(
+        store, [(T0 + step * 15 + rng.random(), rng.random() < 0.95) for step in range(20_000)]
+    )
     restored = EventWindow.restore(store.snapshot(), MONTH)
     for window in POLICY_WINDOWS:
         assert restored.counts(window, newest) == store.counts(window, newest)
@@ -294,11 +328,27 @@ def corrupt(snapshot: bytes) -> dict[str, bytes]:
     }
 
 
-CORRUPTIONS = ["empty", "truncated-header", "truncated-body", "bad-magic", "newer-version", "bad-item-size"]
-CORRUPTION_MESSAGES = ["shorter than its header", "shorter than its header", "length does not match", "bad magic", "version 99", "item size"]
+CORRUPTIONS = [
+    "empty",
+    "truncated-header",
+    "truncated-body",
+    "bad-magic",
+    "newer-version",
+    "bad-item-size",
+]
+CORRUPTION_MESSAGES = [
+    "shorter than its header",
+    "shorter than its header",
+    "length does not match",
+    "bad magic",
+    "version 99",
+    "item size",
+]
 
 
-@pytest.mark.parametrize(("case", "message"), list(zip(CORRUPTIONS, CORRUPTION_MESSAGES, strict=True)), ids=CORRUPTIONS)
+@pytest.mark.parametrize(
+    ("case", "message"), list(zip(CORRUPTIONS, CORRUPTION_MESSAGES, strict=True)), ids=CORRUPTIONS
+)
 def test_unreadable_snapshot_is_an_error(case: str, message: str) -> None:
     """A damaged or foreign snapshot is refused, never half-read."""
     store = EventWindow(DAY)
@@ -324,7 +374,9 @@ BAD_STORES = [
 ]
 
 
-@pytest.mark.parametrize(("arguments", "message"), [b[1:] for b in BAD_STORES], ids=[b[0] for b in BAD_STORES])
+@pytest.mark.parametrize(
+    ("arguments", "message"), [b[1:] for b in BAD_STORES], ids=[b[0] for b in BAD_STORES]
+)
 def test_bad_store_parameters_are_refused(arguments: dict[str, float], message: str) -> None:
     """Retention, bucket width and horizon must be sensible numbers of seconds."""
     with pytest.raises(SLOError, match=message):
@@ -341,7 +393,9 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize(("call", "message"), [b[1:] for b in BAD_CALLS], ids=[b[0] for b in BAD_CALLS])
+@pytest.mark.parametrize(
+    ("call", "message"), [b[1:] for b in BAD_CALLS], ids=[b[0] for b in BAD_CALLS]
+)
 def test_bad_calls_are_refused(call: object, message: str) -> None:
     """A window the store was not sized for, or a non-finite time, is the caller's mistake."""
     store = EventWindow(DAY)
@@ -353,4 +407,8 @@ def test_bad_calls_are_refused(call: object, message: str) -> None:
 def test_defaults_are_documented_values() -> None:
     """60 s buckets (two 30 s ticks) and a 6 h exact horizon (the longest short window)."""
     store = EventWindow(MONTH)
-    assert (store.retention, store.bucket_seconds, store.exact_horizon) == (MONTH, 60.0, 6 * HOUR) == (MONTH, BUCKET, DEFAULT_EXACT_HORIZON)
+    assert (
+        (store.retention, store.bucket_seconds, store.exact_horizon)
+        == (MONTH, 60.0, 6 * HOUR)
+        == (MONTH, BUCKET, DEFAULT_EXACT_HORIZON)
+    )
