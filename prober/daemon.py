@@ -240,6 +240,13 @@ class Daemon:
             since = now - max(slo.retention for slo in engine.spec.slos if slo.name in rebuild)
             for event in await store.events_since(since):
                 engine.record_windows(event, rebuild)
+        captures = await store.load_value("last_captures")
+        if isinstance(captures, list):
+            engine.restore_last_captures(
+                (str(item[0]), str(item[1]), item[2])
+                for item in captures
+                if isinstance(item, list) and len(item) == 3
+            )
         for event in await store.events_since(now - engine.rule_retention):
             engine.record_rules(event)
         engine.settle()
@@ -275,6 +282,11 @@ class Daemon:
         self._persist(self.store.save_windows(snapshots, now))
         self._persist(self.store.save_alerts(self.engine.alerts.to_records(), now))
         self._persist(self.store.save_value("last_reports", dict(self.engine.last_reports())))
+        self._persist(
+            self.store.save_value(
+                "last_captures", [list(item) for item in self.engine.last_captures()]
+            )
+        )
 
     async def _persist_forever(self) -> None:
         """Flush runs every second, snapshot every minute, prune every hour."""

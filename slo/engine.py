@@ -316,6 +316,18 @@ class Engine:
                 self._changed.setdefault(event.journey, set()).add(capture)
             self._last_capture[key] = value
 
+    def last_captures(self) -> tuple[tuple[str, str, object], ...]:
+        """The last value of every watched capture, as (journey, capture, value)."""
+        return tuple(
+            (journey, capture, value) for (journey, capture), value in self._last_capture.items()
+        )
+
+    def restore_last_captures(self, values: Iterable[tuple[str, str, object]]) -> None:
+        """Seed the last values (before feeding stored runs), so that a change that happened
+        while the prober was down is still announced."""
+        for journey, capture, value in values:
+            self._last_capture.setdefault((journey, capture), value)
+
     def settle(self) -> None:
         """Forget capture changes seen so far: after a restart has fed the stored runs back,
         the changes among them were already reported before it (no second NewDeployment)."""

@@ -544,3 +544,31 @@ def test_budgets_and_alerts_survive_kill_9(
     messages = [line["message"] for line in second.logs()]
     assert "state restored" in messages
     assert "alert ApiDown firing" not in messages  # it was already firing: no new page
+
+
+def test_deploy_during_a_restart_is_announced(
+    start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """changed(version) remembers the last version across a restart: a deploy in between fires."""
+    state = tmp_path / "kept.db"
+
+    def config(url: str) -> str:
+        return (
+            f'target: {{base_url: "{url}"}}\n'
+            "defaults: {interval: 500ms, jitter: 0%}\n"
+            "journeys: [{name: healthcheck, steps: [{name: health, url: /health, capture: {version: json.version}}]}]\n"
+            "alerting:\n  evaluation_interval: 1s\n"
+            "  rules: [{name: NewDeployment, severity: info, journey: healthcheck, when: 'changed(version)'}]\n"
+        )
+
+    with SampleAPI(version="1.4.2").start() as old:
+        first = start_daemon(config(old.url), "--state", str(state))
+        wait_for(lambda: first.get("/readyz")[0] == 200, "a first run")
+        assert first.stop() == 0
+    with SampleAPI(version="1.5.0").start() as new:
+        second = start_daemon(config(new.url), "--state", str(state))
+        wait_for(
+            lambda: any(line["message"] == "alert NewDeployment firing" for line in second.logs()),
+            "NewDeployment to fire",
+        )
+        second.stop()
