@@ -1,15 +1,16 @@
-"""The HTTP layer: the only module that imports httpx/httpcore.
+"""The HTTP layer: the only module that imports httpx (and, with `prober.transport`, httpcore).
 
 One `HttpClient` per process holds the shared `ssl.SSLContext` (building one parses the
-whole CA bundle: ~20 ms of CPU, so never per request). Each journey run opens an
-`HttpSession`: its own connection pool, so every run pays a fresh connection the way a
-user's first request does; its steps reuse that connection when keep-alive is on.
+whole CA bundle: ~20 ms of CPU, so never per request; built on the first https request).
+Each journey run opens an `HttpSession`: its own connections (one httpcore connection per
+origin), so every run pays a fresh connection the way a user's first request does; its
+steps reuse that connection when keep-alive is on.
 
 Request URLs are parsed with `httpx.URL` (cached per URL: a journey's URLs repeat every
-run), bodies encoded as httpx encodes them, and requests sent straight through httpcore's
-connection pool, skipping httpx's client layer: the
-prober needs neither cookies, auth flows nor content decoding, and the client layer is
-measurable CPU per request. No `Accept-Encoding` is sent, so bodies arrive as they are
+run), bodies encoded as httpx encodes them, and requests sent straight through httpcore
+connections, skipping httpx's client layer and httpcore's pool: the prober needs neither
+cookies, auth flows, content decoding nor pooling, and each of those layers is measurable
+CPU per request. No `Accept-Encoding` is sent, so bodies arrive as they are
 and the body cap counts real bytes.
 
 Timings come from httpcore's `trace` extension, not from around the call, so the
