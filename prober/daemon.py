@@ -197,7 +197,7 @@ class Daemon:
         if tick.transitions and self.store is not None:
             self._persist(self.store.save_alerts(tick.alerts.to_records(), tick.now))
         self.metrics.observe_tick(tick)
-        self.board.record_tick(tick)
+        self.board.record_tick(tick, self.engine.annotations)
         for transition in tick.transitions:
             labels = dict(transition.labels)
             LOGGER.log(

@@ -78,7 +78,7 @@ class StatusBoard:
             lag_affected,
         )
 
-    def record_tick(self, tick: Tick) -> None:
+    def record_tick(self, tick: Tick, annotations: Mapping[Any, Mapping[str, str]]) -> None:
         """Publish one evaluation's SLO figures and active alerts (two atomic swaps)."""
         self.slos = tuple(_slo_json(status) for status in tick.slos)
         self.alerts = tuple(
@@ -87,6 +87,7 @@ class StatusBoard:
                 "state": alert.phase,
                 "active_since": _rfc3339(alert.active_since),
                 **{name: round(value, 4) for name, value in alert.values.items()},
+                "annotations": dict(annotations.get(key, {})),
             }
             for key, alert in tick.alerts.alerts.items()
         )
@@ -258,7 +259,8 @@ def _slo_section(status: Mapping[str, Any]) -> str:
         "".join(
             f"<li class='{html.escape(str(a.get('severity', '')))}'>{html.escape(str(a.get('alertname')))} "
             f"({html.escape(str(a.get('severity')))}, {html.escape(str(a.get('slo') or a.get('journey') or ''))}): "
-            f"{html.escape(str(a['state']))} since {html.escape(str(a['active_since']))}</li>"
+            f"{html.escape(str(a['state']))} since {html.escape(str(a['active_since']))}"
+            f" — {html.escape(str(a.get('annotations', {}).get('summary', '')))}</li>"
             for a in status.get("alerts", ())
         )
         or "<li>none</li>"

@@ -64,6 +64,10 @@ REPORTED_WINDOWS: Final = (300.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0, 2592
 _INACTIVE: Final = Signal(False)
 
 
+def _merged(given: Mapping[str, str], generated: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType({**generated, **{k: v for k, v in given.items() if v}})
+
+
 def format_window(seconds: float) -> str:
     """`5m`, `1h`, `30d`: the spelling used in labels and output."""
     for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
@@ -260,6 +264,54 @@ class Engine:
             )
             for journey in spec.intervals
         }
+        self.annotations: dict[AlertKey, Mapping[str, str]] = self._annotations()
+
+    def _annotations(self) -> dict[AlertKey, Mapping[str, str]]:
+        """`summary`, `description` and `runbook_url` for every alert this engine can raise:
+        the config's where it gives them, a sentence from the figures where not."""
+        found: dict[AlertKey, Mapping[str, str]] = {}
+        for slo in self.spec.slos:
+            for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True):
+                windows = (
+                    f"{format_window(policy.long_window)}/{format_window(policy.short_window)}"
+                )
+                long, short = format_window(policy.long_window), format_window(policy.short_window)
+                rate = f"{policy.threshold:g}"
+                summary = f"{slo.name}: error budget burning {rate}x too fast ({windows})"
+                description = (
+                    f"SLO {slo.name} ({slo.objective:.3%} of {slo.journey} runs over"
+                    f" {format_window(slo.window)}) is spending its error budget at more than"
+                    f" {rate} times the sustainable rate over both the {long} and {short} windows."
+                )
+                found[labels] = _merged(
+                    slo.annotations, {"summary": summary, "description": description}
+                )
+        for rule, labels in zip(self.spec.rules, self._rule_labels, strict=True):
+            where = rule.journey + (f" step {rule.step}" if rule.step else "")
+            found[labels] = _merged(
+                rule.annotations,
+                {
+                    "summary": f"{rule.name}: {rule.expression.text} ({where})",
+                    "description": (
+                        f"{rule.expression.text} held for journey {where}"
+                        + (
+                            f" over {format_window(rule.window)}"
+                            if rule.expression.windowed
+                            else ""
+                        )
+                        + "."
+                    ),
+                },
+            )
+        for journey, labels in self._no_data_labels.items():
+            found[labels] = {
+                "summary": f"{journey}: no results for {self.spec.no_data_intervals} intervals",
+                "description": (
+                    f"Journey {journey} has not reported for {self.spec.no_data_intervals} probe"
+                    " intervals: the prober is stuck or down, so its SLOs see no data."
+                ),
+            }
+        return found
 
     def _policy_key(self, slo: SloSpec, policy: BurnRatePolicy) -> AlertKey:
         return alert_key(

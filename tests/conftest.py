@@ -125,5 +125,3 @@ def echo_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-

@@ -320,7 +320,10 @@ def test_secret_never_appears_in_any_output(echo_server: str, tmp_path: Path) ->
     ("objective", "expected"),
     [
         ("99.5%", "critical 1h/5m         burn rate > 14.4: trips at 5 failed of 60 runs in 1h"),
-        ("99.9%", "critical 1h/5m         burn rate > 14.4: SILENT: needs 70 runs in 1h, this rate gives 60"),
+        (
+            "99.9%",
+            "critical 1h/5m         burn rate > 14.4: SILENT: needs 70 runs in 1h, this rate gives 60",
+        ),
     ],
     ids=["trips", "silenced-by-min-events"],
 )
@@ -340,7 +343,9 @@ def test_corrupt_state_file_exits_2(tmp_path: Path) -> None:
     """`prober run` with a state file that is not SQLite says so and exits 2, no traceback."""
     state = tmp_path / "state.db"
     state.write_bytes(b"this is not a database" * 100)
-    result = run_prober("run", "-c", DEMO, "--state", str(state), "--listen", f"127.0.0.1:{free_port()}")
+    result = run_prober(
+        "run", "-c", DEMO, "--state", str(state), "--listen", f"127.0.0.1:{free_port()}"
+    )
     assert result.returncode == 2
     assert str(state) in result.stderr
     assert "Traceback" not in result.stderr

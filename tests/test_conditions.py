@@ -122,163 +122,495 @@ CASES = [
     Case("status-ge-pass-boundary", "status >= 200", OK, None),
     Case("status-ge-fail", "status >= 201", OK, "expected status >= 201, got 200"),
     Case("status-in-pass", "status in [200, 201]", response(201), None),
-    Case("status-in-fail", "status in [200, 201]", response(404), "expected status in [200, 201], got 404"),
+    Case(
+        "status-in-fail",
+        "status in [200, 201]",
+        response(404),
+        "expected status in [200, 201], got 404",
+    ),
     Case("status-not-in-pass", "status not in [500, 503]", OK, None),
-    Case("status-not-in-fail", "status not in [500, 503]", response(503), "expected status not in [500, 503], got 503"),
+    Case(
+        "status-not-in-fail",
+        "status not in [500, 503]",
+        response(503),
+        "expected status not in [500, 503], got 503",
+    ),
     Case("status-matches-pass", "status matches '^2'", OK, None),
-    Case("status-matches-fail", "status matches '^2'", response(503), "expected status matches '^2', got 503"),
+    Case(
+        "status-matches-fail",
+        "status matches '^2'",
+        response(503),
+        "expected status matches '^2', got 503",
+    ),
     Case("status-exists-pass", "status exists", OK, None),
     Case("status-not-exists-fail", "status not exists", OK, "expected status not exists, got 200"),
     # latency: durations in the condition, milliseconds below 1s and seconds above in messages
     Case("latency-lt-ms-pass", "latency < 500ms", OK, None),
-    Case("latency-lt-ms-fail", "latency < 500ms", response(latency=0.75), "expected latency < 500ms, got 750.0ms"),
+    Case(
+        "latency-lt-ms-fail",
+        "latency < 500ms",
+        response(latency=0.75),
+        "expected latency < 500ms, got 750.0ms",
+    ),
     Case("latency-lt-seconds-pass", "latency < 2s", response(latency=1.5), None),
-    Case("latency-lt-seconds-fail", "latency < 2s", response(latency=2.5), "expected latency < 2s, got 2.500s"),
+    Case(
+        "latency-lt-seconds-fail",
+        "latency < 2s",
+        response(latency=2.5),
+        "expected latency < 2s, got 2.500s",
+    ),
     Case("latency-le-pass-boundary", "latency <= 500ms", response(latency=0.5), None),
     Case("latency-le-fail", "latency <= 100ms", OK, "expected latency <= 100ms, got 250.0ms"),
     Case("latency-gt-pass", "latency > 100ms", OK, None),
     Case("latency-gt-fail", "latency > 1s", OK, "expected latency > 1s, got 250.0ms"),
     Case("latency-ge-pass", "latency >= 250ms", OK, None),
-    Case("latency-ge-fail", "latency >= 1m", response(latency=59.0), "expected latency >= 1m, got 59.000s"),
+    Case(
+        "latency-ge-fail",
+        "latency >= 1m",
+        response(latency=59.0),
+        "expected latency >= 1m, got 59.000s",
+    ),
     Case("latency-eq-pass", "latency == 500ms", response(latency=0.5), None),
-    Case("latency-ne-fail", "latency != 500ms", response(latency=0.5), "expected latency != 500ms, got 500.0ms"),
+    Case(
+        "latency-ne-fail",
+        "latency != 500ms",
+        response(latency=0.5),
+        "expected latency != 500ms, got 500.0ms",
+    ),
     Case("latency-bare-number-is-seconds", "latency < 1", response(latency=0.9), None),
     Case("latency-compound-duration", "latency < 1m30s", response(latency=89.0), None),
     Case("latency-exists", "latency exists", OK, None),
     # body: the text, shown quoted
     Case("body-eq-pass", 'body == "ok"', response(body="ok"), None),
-    Case("body-eq-fail", 'body == "ok"', response(body="nope"), 'expected body == "ok", got "nope"'),
+    Case(
+        "body-eq-fail", 'body == "ok"', response(body="nope"), 'expected body == "ok", got "nope"'
+    ),
     Case("body-ne-pass", 'body != ""', response(body="x"), None),
     Case("body-ne-fail-empty", 'body != ""', response(body=""), 'expected body != "", got ""'),
     Case("body-contains-pass", 'body contains "world"', response(body="hello world"), None),
-    Case("body-contains-fail", 'body contains "ok"', response(body="hello world"), 'expected body contains "ok", got "hello world"'),
+    Case(
+        "body-contains-fail",
+        'body contains "ok"',
+        response(body="hello world"),
+        'expected body contains "ok", got "hello world"',
+    ),
     Case("body-not-contains-pass", 'body not contains "error"', response(body="fine"), None),
-    Case("body-not-contains-fail", 'body not contains "error"', response(body="an error"), 'expected body not contains "error", got "an error"'),
-    Case("body-matches-pass", r"body matches '^hello\s+world$'", response(body="hello   world"), None),
-    Case("body-matches-fail", r"body matches '^\d+$'", response(body="12a"), "expected body matches '^\\d+$', got \"12a\""),
-    Case("body-matches-searches-anywhere", "body matches 'wor'", response(body="hello world"), None),
+    Case(
+        "body-not-contains-fail",
+        'body not contains "error"',
+        response(body="an error"),
+        'expected body not contains "error", got "an error"',
+    ),
+    Case(
+        "body-matches-pass", r"body matches '^hello\s+world$'", response(body="hello   world"), None
+    ),
+    Case(
+        "body-matches-fail",
+        r"body matches '^\d+$'",
+        response(body="12a"),
+        "expected body matches '^\\d+$', got \"12a\"",
+    ),
+    Case(
+        "body-matches-searches-anywhere", "body matches 'wor'", response(body="hello world"), None
+    ),
     Case("body-contains-number-as-text", "body contains 42", response(body="answer: 42"), None),
     Case("body-contains-true-as-text", "body contains true", response(body='{"ok": true}'), None),
     Case("body-number-text-eq", "body == 42", response(body=" 42\n"), None),
-    Case("body-number-text-gt-fail", "body > 100", response(body="42"), 'expected body > 100, got "42"'),
-    Case("body-not-a-number-is-not-zero", "body == 0", response(body="abc"), 'expected body == 0, got "abc" (not a number)'),
-    Case("body-ordering-not-a-number", "body < 1", response(body=""), 'expected body < 1, got "" (not a number)'),
+    Case(
+        "body-number-text-gt-fail",
+        "body > 100",
+        response(body="42"),
+        'expected body > 100, got "42"',
+    ),
+    Case(
+        "body-not-a-number-is-not-zero",
+        "body == 0",
+        response(body="abc"),
+        'expected body == 0, got "abc" (not a number)',
+    ),
+    Case(
+        "body-ordering-not-a-number",
+        "body < 1",
+        response(body=""),
+        'expected body < 1, got "" (not a number)',
+    ),
     Case("body-exists-even-when-empty", "body exists", response(body=""), None),
-    Case("body-long-value-truncated", 'body == "b"', response(body="a" * 300), 'expected body == "b", got "' + "a" * 118 + "…"),
+    Case(
+        "body-long-value-truncated",
+        'body == "b"',
+        response(body="a" * 300),
+        'expected body == "b", got "' + "a" * 118 + "…",
+    ),
     # header.NAME: case-insensitive names, text that may hold a number
     Case("header-eq-pass", 'header.x-env == "prod"', OK, None),
     Case("header-name-case-insensitive", 'header.X-ENV == "prod"', OK, None),
-    Case("header-eq-fail", 'header.x-env == "staging"', OK, 'expected header.x-env == "staging", got "prod"'),
+    Case(
+        "header-eq-fail",
+        'header.x-env == "staging"',
+        OK,
+        'expected header.x-env == "staging", got "prod"',
+    ),
     Case("header-ne-pass", 'header.x-env != "staging"', OK, None),
-    Case("header-ne-fail", 'header.x-env != "prod"', OK, 'expected header.x-env != "prod", got "prod"'),
+    Case(
+        "header-ne-fail",
+        'header.x-env != "prod"',
+        OK,
+        'expected header.x-env != "prod", got "prod"',
+    ),
     Case("header-contains-pass", 'header.content-type contains "json"', OK, None),
-    Case("header-contains-fail", 'header.content-type contains "html"', OK, 'expected header.content-type contains "html", got "application/json; charset=utf-8"'),
+    Case(
+        "header-contains-fail",
+        'header.content-type contains "html"',
+        OK,
+        'expected header.content-type contains "html", got "application/json; charset=utf-8"',
+    ),
     Case("header-not-contains-pass", 'header.content-type not contains "html"', OK, None),
-    Case("header-not-contains-fail", 'header.content-type not contains "json"', OK, 'expected header.content-type not contains "json", got "application/json; charset=utf-8"'),
-    Case("header-matches-pass", "header.Content-Type matches '^application/(.+\\+)?json'", OK, None),
-    Case("header-matches-fail", "header.content-type matches '^text/'", OK, "expected header.content-type matches '^text/', got \"application/json; charset=utf-8\""),
+    Case(
+        "header-not-contains-fail",
+        'header.content-type not contains "json"',
+        OK,
+        'expected header.content-type not contains "json", got "application/json; charset=utf-8"',
+    ),
+    Case(
+        "header-matches-pass", "header.Content-Type matches '^application/(.+\\+)?json'", OK, None
+    ),
+    Case(
+        "header-matches-fail",
+        "header.content-type matches '^text/'",
+        OK,
+        "expected header.content-type matches '^text/', got \"application/json; charset=utf-8\"",
+    ),
     Case("header-in-pass", 'header.x-env in ["prod", "staging"]', OK, None),
-    Case("header-in-fail", 'header.x-env in ["dev"]', OK, 'expected header.x-env in ["dev"], got "prod"'),
+    Case(
+        "header-in-fail",
+        'header.x-env in ["dev"]',
+        OK,
+        'expected header.x-env in ["dev"], got "prod"',
+    ),
     Case("header-not-in-pass", 'header.x-env not in ["dev"]', OK, None),
-    Case("header-not-in-fail", 'header.x-env not in ["prod"]', OK, 'expected header.x-env not in ["prod"], got "prod"'),
+    Case(
+        "header-not-in-fail",
+        'header.x-env not in ["prod"]',
+        OK,
+        'expected header.x-env not in ["prod"], got "prod"',
+    ),
     Case("header-number-text-eq", "header.x-count == 42", OK, None),
     Case("header-number-text-eq-float", "header.x-count == 42.0", OK, None),
     Case("header-number-text-eq-string", 'header.x-count == "42"', OK, None),
     Case("header-number-text-lt", "header.x-count < 100", OK, None),
     Case("header-number-text-ge-float", "header.x-count >= 41.5", OK, None),
-    Case("header-number-text-gt-fail", "header.x-count > 100", OK, 'expected header.x-count > 100, got "42"'),
+    Case(
+        "header-number-text-gt-fail",
+        "header.x-count > 100",
+        OK,
+        'expected header.x-count > 100, got "42"',
+    ),
     Case("header-number-text-in", "header.x-count in [41, 42]", OK, None),
-    Case("header-not-a-number-ordering", "header.x-text > 1", OK, 'expected header.x-text > 1, got "abc" (not a number)'),
-    Case("header-not-a-number-is-not-zero", "header.x-text == 0", OK, 'expected header.x-text == 0, got "abc" (not a number)'),
-    Case("header-nan-is-not-a-number", "header.x-nan < 1", OK, 'expected header.x-nan < 1, got "NaN" (not a number)'),
+    Case(
+        "header-not-a-number-ordering",
+        "header.x-text > 1",
+        OK,
+        'expected header.x-text > 1, got "abc" (not a number)',
+    ),
+    Case(
+        "header-not-a-number-is-not-zero",
+        "header.x-text == 0",
+        OK,
+        'expected header.x-text == 0, got "abc" (not a number)',
+    ),
+    Case(
+        "header-nan-is-not-a-number",
+        "header.x-nan < 1",
+        OK,
+        'expected header.x-nan < 1, got "NaN" (not a number)',
+    ),
     Case("header-exists-pass", "header.content-type exists", OK, None),
-    Case("header-missing-exists-fail", "header.x-missing exists", OK, "expected header.x-missing exists, got nothing (no header 'x-missing')"),
-    Case("header-missing-eq-fail", "header.X-Missing == 1", OK, "expected header.X-Missing == 1, got nothing (no header 'x-missing')"),
-    Case("header-missing-ordering-fail", "header.x-missing < 1", OK, "expected header.x-missing < 1, got nothing (no header 'x-missing')"),
+    Case(
+        "header-missing-exists-fail",
+        "header.x-missing exists",
+        OK,
+        "expected header.x-missing exists, got nothing (no header 'x-missing')",
+    ),
+    Case(
+        "header-missing-eq-fail",
+        "header.X-Missing == 1",
+        OK,
+        "expected header.X-Missing == 1, got nothing (no header 'x-missing')",
+    ),
+    Case(
+        "header-missing-ordering-fail",
+        "header.x-missing < 1",
+        OK,
+        "expected header.x-missing < 1, got nothing (no header 'x-missing')",
+    ),
     Case("header-missing-not-exists-pass", "header.x-missing not exists", OK, None),
-    Case("header-present-not-exists-fail", "header.x-env not exists", OK, 'expected header.x-env not exists, got "prod"'),
+    Case(
+        "header-present-not-exists-fail",
+        "header.x-env not exists",
+        OK,
+        'expected header.x-env not exists, got "prod"',
+    ),
     # json.PATH (RFC 9535), including arrays and filters
     Case("json-eq-string-pass", 'json.status == "ok"', OK, None),
-    Case("json-eq-string-fail", 'json.status == "ok"', response(json_body={"status": "degraded"}), 'expected json.status == "ok", got "degraded"'),
+    Case(
+        "json-eq-string-fail",
+        'json.status == "ok"',
+        response(json_body={"status": "degraded"}),
+        'expected json.status == "ok", got "degraded"',
+    ),
     Case("json-eq-unquoted-string", "json.status == ok", OK, None),
     Case("json-array-index", "json.data.items[0].id == 7", OK, None),
-    Case("json-array-index-fail", "json.data.items[1].id == 7", OK, "expected json.data.items[1].id == 7, got 8"),
+    Case(
+        "json-array-index-fail",
+        "json.data.items[1].id == 7",
+        OK,
+        "expected json.data.items[1].id == 7, got 8",
+    ),
     Case("json-array-negative-index", "json.data.items[-1].id == 9", OK, None),
-    Case("json-array-out-of-range", "json.data.items[5].id exists", OK, "expected json.data.items[5].id exists, got nothing (not found)"),
+    Case(
+        "json-array-out-of-range",
+        "json.data.items[5].id exists",
+        OK,
+        "expected json.data.items[5].id exists, got nothing (not found)",
+    ),
     Case("json-bracket-root", "json[0] == 1", response(json_body=[1, 2]), None),
     Case("json-bracket-quoted-name-with-space", 'json["a b"] == 1', OK, None),
     Case("json-descendant", 'json..accessToken == "tok"', OK, None),
-    Case("json-filter-with-spaces-single-node", 'json.data.items[?@.price > 20].name == "c"', OK, None),
-    Case("json-filter-with-spaces-many-nodes", 'json.data.items[?@.price > 10].name == ["b", "c"]', OK, None),
+    Case(
+        "json-filter-with-spaces-single-node",
+        'json.data.items[?@.price > 20].name == "c"',
+        OK,
+        None,
+    ),
+    Case(
+        "json-filter-with-spaces-many-nodes",
+        'json.data.items[?@.price > 10].name == ["b", "c"]',
+        OK,
+        None,
+    ),
     Case("json-filter-contains", 'json.data.items[?@.price > 10].name contains "c"', OK, None),
-    Case("json-filter-not-contains-fail", 'json.data.items[?@.price > 10].name not contains "b"', OK, 'expected json.data.items[?@.price > 10].name not contains "b", got ["b","c"]'),
+    Case(
+        "json-filter-not-contains-fail",
+        'json.data.items[?@.price > 10].name not contains "b"',
+        OK,
+        'expected json.data.items[?@.price > 10].name not contains "b", got ["b","c"]',
+    ),
     Case("json-filter-spaces-in-string", 'json.data.items[?@.name == "a"].id == 7', OK, None),
-    Case("json-filter-no-match-exists-fail", "json.data.items[?@.price > 100].name exists", OK, "expected json.data.items[?@.price > 100].name exists, got nothing (not found)"),
-    Case("json-filter-no-match-not-exists", "json.data.items[?@.price > 100].name not exists", OK, None),
+    Case(
+        "json-filter-no-match-exists-fail",
+        "json.data.items[?@.price > 100].name exists",
+        OK,
+        "expected json.data.items[?@.price > 100].name exists, got nothing (not found)",
+    ),
+    Case(
+        "json-filter-no-match-not-exists",
+        "json.data.items[?@.price > 100].name not exists",
+        OK,
+        None,
+    ),
     Case("json-wildcard-many-nodes", "json.data.items[*].id == [7, 8, 9]", OK, None),
     Case("json-ne-empty-pass", 'json.reply != ""', OK, None),
-    Case("json-ne-empty-fail", 'json.reply != ""', response(json_body={"reply": ""}), 'expected json.reply != "", got ""'),
+    Case(
+        "json-ne-empty-fail",
+        'json.reply != ""',
+        response(json_body={"reply": ""}),
+        'expected json.reply != "", got ""',
+    ),
     Case("json-lt-pass", "json.count < 5", OK, None),
     Case("json-gt-fail", "json.count > 5", OK, "expected json.count > 5, got 3"),
     Case("json-le-float-boundary", "json.ratio <= 0.5", OK, None),
     Case("json-ge-fail", "json.ratio >= 0.75", OK, "expected json.ratio >= 0.75, got 0.5"),
-    Case("json-ordering-bool-not-a-number", "json.enabled > 0", OK, "expected json.enabled > 0, got true (not a number)"),
-    Case("json-ordering-null-not-a-number", "json.nothing < 1", OK, "expected json.nothing < 1, got null (not a number)"),
-    Case("json-ordering-list-not-a-number", "json.tags < 1", OK, 'expected json.tags < 1, got ["x","y"] (not a number)'),
+    Case(
+        "json-ordering-bool-not-a-number",
+        "json.enabled > 0",
+        OK,
+        "expected json.enabled > 0, got true (not a number)",
+    ),
+    Case(
+        "json-ordering-null-not-a-number",
+        "json.nothing < 1",
+        OK,
+        "expected json.nothing < 1, got null (not a number)",
+    ),
+    Case(
+        "json-ordering-list-not-a-number",
+        "json.tags < 1",
+        OK,
+        'expected json.tags < 1, got ["x","y"] (not a number)',
+    ),
     Case("json-list-contains-pass", 'json.tags contains "x"', OK, None),
-    Case("json-list-contains-fail", 'json.tags contains "z"', OK, 'expected json.tags contains "z", got ["x","y"]'),
+    Case(
+        "json-list-contains-fail",
+        'json.tags contains "z"',
+        OK,
+        'expected json.tags contains "z", got ["x","y"]',
+    ),
     Case("json-list-not-contains-pass", 'json.tags not contains "z"', OK, None),
-    Case("json-list-not-contains-fail", 'json.tags not contains "x"', OK, 'expected json.tags not contains "x", got ["x","y"]'),
+    Case(
+        "json-list-not-contains-fail",
+        'json.tags not contains "x"',
+        OK,
+        'expected json.tags not contains "x", got ["x","y"]',
+    ),
     Case("json-string-contains", 'json.reply contains "world"', OK, None),
     Case("json-object-contains-key", 'json.data contains "session"', OK, None),
-    Case("json-object-contains-missing-key", 'json.data.session contains "refreshToken"', OK, 'expected json.data.session contains "refreshToken", got {"accessToken":"tok"}'),
-    Case("json-number-contains-fails", "json.count contains 3", OK, "expected json.count contains 3, got 3 (neither text, list nor object)"),
+    Case(
+        "json-object-contains-missing-key",
+        'json.data.session contains "refreshToken"',
+        OK,
+        'expected json.data.session contains "refreshToken", got {"accessToken":"tok"}',
+    ),
+    Case(
+        "json-number-contains-fails",
+        "json.count contains 3",
+        OK,
+        "expected json.count contains 3, got 3 (neither text, list nor object)",
+    ),
     Case("json-in-pass", 'json.status in ["ok", "degraded"]', OK, None),
-    Case("json-in-fail", 'json.status in ["degraded", "down"]', OK, 'expected json.status in ["degraded", "down"], got "ok"'),
+    Case(
+        "json-in-fail",
+        'json.status in ["degraded", "down"]',
+        OK,
+        'expected json.status in ["degraded", "down"], got "ok"',
+    ),
     Case("json-not-in-pass", 'json.status not in ["down"]', OK, None),
-    Case("json-not-in-fail", 'json.status not in ["ok"]', OK, 'expected json.status not in ["ok"], got "ok"'),
+    Case(
+        "json-not-in-fail",
+        'json.status not in ["ok"]',
+        OK,
+        'expected json.status not in ["ok"], got "ok"',
+    ),
     Case("json-matches-string", r"json.version matches '^1\.4\.'", OK, None),
     Case("json-matches-number-as-json", "json.count matches '^3$'", OK, None),
-    Case("json-matches-fail", "json.version matches '^2'", OK, "expected json.version matches '^2', got \"1.4.2\""),
+    Case(
+        "json-matches-fail",
+        "json.version matches '^2'",
+        OK,
+        "expected json.version matches '^2', got \"1.4.2\"",
+    ),
     Case("json-eq-null", "json.nothing == null", OK, None),
     Case("json-null-exists", "json.nothing exists", OK, None),
-    Case("json-missing-exists-fail", "json.absent exists", OK, "expected json.absent exists, got nothing (not found)"),
-    Case("json-missing-eq-fail", "json.absent == 1", OK, "expected json.absent == 1, got nothing (not found)"),
+    Case(
+        "json-missing-exists-fail",
+        "json.absent exists",
+        OK,
+        "expected json.absent exists, got nothing (not found)",
+    ),
+    Case(
+        "json-missing-eq-fail",
+        "json.absent == 1",
+        OK,
+        "expected json.absent == 1, got nothing (not found)",
+    ),
     Case("json-missing-not-exists-pass", "json.absent not exists", OK, None),
-    Case("json-present-not-exists-fail", "json.status not exists", OK, 'expected json.status not exists, got "ok"'),
-    Case("json-path-into-scalar-not-found", "json.count.value exists", OK, "expected json.count.value exists, got nothing (not found)"),
+    Case(
+        "json-present-not-exists-fail",
+        "json.status not exists",
+        OK,
+        'expected json.status not exists, got "ok"',
+    ),
+    Case(
+        "json-path-into-scalar-not-found",
+        "json.count.value exists",
+        OK,
+        "expected json.count.value exists, got nothing (not found)",
+    ),
     # JSON true is not 1, and numbers and text meet only through their spelling
     Case("json-true-eq-true", "json.enabled == true", OK, None),
     Case("json-true-is-not-1", "json.enabled == 1", OK, "expected json.enabled == 1, got true"),
     Case("json-1-is-not-true", "json.one == true", OK, "expected json.one == true, got 1"),
     Case("json-true-ne-1", "json.enabled != 1", OK, None),
-    Case("json-true-not-in-[1]", "json.enabled in [1]", OK, "expected json.enabled in [1], got true"),
-    Case("json-[true]-does-not-contain-1", "json.flags contains 1", OK, "expected json.flags contains 1, got [true]"),
-    Case("json-true-is-not-string-true", 'json.enabled == "true"', OK, 'expected json.enabled == "true", got true'),
+    Case(
+        "json-true-not-in-[1]", "json.enabled in [1]", OK, "expected json.enabled in [1], got true"
+    ),
+    Case(
+        "json-[true]-does-not-contain-1",
+        "json.flags contains 1",
+        OK,
+        "expected json.flags contains 1, got [true]",
+    ),
+    Case(
+        "json-true-is-not-string-true",
+        'json.enabled == "true"',
+        OK,
+        'expected json.enabled == "true", got true',
+    ),
     Case("json-int-equals-float", "json.one == 1.0", OK, None),
     Case("json-number-equals-its-spelling", 'json.count == "3"', OK, None),
     # json: the whole body
     Case("json-whole-eq-object", 'json == {"a": 1}', response(json_body={"a": 1}), None),
-    Case("json-whole-eq-fail", 'json == {"a": 2}', response(json_body={"a": 1}), 'expected json == {"a": 2}, got {"a":1}'),
+    Case(
+        "json-whole-eq-fail",
+        'json == {"a": 2}',
+        response(json_body={"a": 1}),
+        'expected json == {"a": 2}, got {"a":1}',
+    ),
     Case("json-whole-contains-key", 'json contains "a"', response(json_body={"a": 1}), None),
     Case("json-whole-array-contains", "json contains 2", response(json_body=[1, 2]), None),
     Case("json-whole-exists", "json exists", OK, None),
     Case("json-whole-scalar", "json == 5", response(body="5"), None),
     # a body that is not JSON fails every json condition and says so; never 0, never a crash
-    Case("json-invalid-exists", "json exists", HTML, "expected json exists, got nothing (body is not valid JSON)"),
-    Case("json-invalid-path-eq", "json.count == 0", HTML, "expected json.count == 0, got nothing (body is not valid JSON)"),
-    Case("json-invalid-path-lt", "json.count < 1", HTML, "expected json.count < 1, got nothing (body is not valid JSON)"),
-    Case("json-invalid-path-exists", "json.count exists", HTML, "expected json.count exists, got nothing (body is not valid JSON)"),
-    Case("json-invalid-ne", 'json.reply != ""', HTML, 'expected json.reply != "", got nothing (body is not valid JSON)'),
-    Case("json-empty-body", 'json.status == "ok"', response(body=""), 'expected json.status == "ok", got nothing (body is not valid JSON)'),
+    Case(
+        "json-invalid-exists",
+        "json exists",
+        HTML,
+        "expected json exists, got nothing (body is not valid JSON)",
+    ),
+    Case(
+        "json-invalid-path-eq",
+        "json.count == 0",
+        HTML,
+        "expected json.count == 0, got nothing (body is not valid JSON)",
+    ),
+    Case(
+        "json-invalid-path-lt",
+        "json.count < 1",
+        HTML,
+        "expected json.count < 1, got nothing (body is not valid JSON)",
+    ),
+    Case(
+        "json-invalid-path-exists",
+        "json.count exists",
+        HTML,
+        "expected json.count exists, got nothing (body is not valid JSON)",
+    ),
+    Case(
+        "json-invalid-ne",
+        'json.reply != ""',
+        HTML,
+        'expected json.reply != "", got nothing (body is not valid JSON)',
+    ),
+    Case(
+        "json-empty-body",
+        'json.status == "ok"',
+        response(body=""),
+        'expected json.status == "ok", got nothing (body is not valid JSON)',
+    ),
     # the text of the condition as written
-    Case("condition-text-stripped", "  status == 200  ", response(503), "expected status == 200, got 503"),
-    Case("condition-extra-spaces-kept", "status  ==  200", response(503), "expected status  ==  200, got 503"),
-    Case("condition-multiline-folded", "status\n  == 200", response(503), "expected status == 200, got 503"),
+    Case(
+        "condition-text-stripped",
+        "  status == 200  ",
+        response(503),
+        "expected status == 200, got 503",
+    ),
+    Case(
+        "condition-extra-spaces-kept",
+        "status  ==  200",
+        response(503),
+        "expected status  ==  200, got 503",
+    ),
+    Case(
+        "condition-multiline-folded",
+        "status\n  == 200",
+        response(503),
+        "expected status == 200, got 503",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("condition", "observed", "failure"), [c[1:] for c in CASES], ids=[c.name for c in CASES])
+@pytest.mark.parametrize(
+    ("condition", "observed", "failure"), [c[1:] for c in CASES], ids=[c.name for c in CASES]
+)
 def test_evaluate(condition: str, observed: FakeResponse, failure: str | None) -> None:
     """A condition evaluates to a pass, or to a failure that shows the resolved value."""
     expected = Check(True, condition.strip()) if failure is None else Check(False, failure)
@@ -315,7 +647,9 @@ PARSED = [
 ]
 
 
-@pytest.mark.parametrize(("text", "kind", "operator", "expected"), [p[1:] for p in PARSED], ids=[p[0] for p in PARSED])
+@pytest.mark.parametrize(
+    ("text", "kind", "operator", "expected"), [p[1:] for p in PARSED], ids=[p[0] for p in PARSED]
+)
 def test_parse_condition(text: str, kind: str, operator: str, expected: object) -> None:
     """Parsing yields the subject kind, the operator and the expected value."""
     condition = parse_condition(text)
@@ -345,7 +679,9 @@ SUBJECTS = [
 ]
 
 
-@pytest.mark.parametrize(("text", "kind", "name"), [s[1:] for s in SUBJECTS], ids=[s[0] for s in SUBJECTS])
+@pytest.mark.parametrize(
+    ("text", "kind", "name"), [s[1:] for s in SUBJECTS], ids=[s[0] for s in SUBJECTS]
+)
 def test_parse_subject(text: str, kind: str, name: str) -> None:
     """Subjects parse to their kind; header names are lower-cased."""
     subject = parse_subject(text)
@@ -386,7 +722,11 @@ SYNTAX_ERRORS: list[tuple[str, object, str]] = [
     ("jsonpath-trailing-dot", "json. exists", "invalid JSONPath '$.'"),
     ("jsonpath-bad-filter", "json.items[?@.price >] exists", "invalid JSONPath"),
     ("bad-regex", 'body matches "("', "invalid regular expression '('"),
-    ("regex-not-a-string", "body matches 5", "'matches' needs a regular expression string, got '5'"),
+    (
+        "regex-not-a-string",
+        "body matches 5",
+        "'matches' needs a regular expression string, got '5'",
+    ),
     ("regex-double-quoted-backslash", r'body matches "\d+"', "not a JSON/YAML literal"),
     ("in-without-list", "status in 200", "'in' needs a list, e.g. [200, 201], got '200'"),
     ("not-in-without-list", 'json.s not in "ok"', "'not in' needs a list"),
@@ -419,7 +759,9 @@ SYNTAX_ERRORS: list[tuple[str, object, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), [e[1:] for e in SYNTAX_ERRORS], ids=[e[0] for e in SYNTAX_ERRORS])
+@pytest.mark.parametrize(
+    ("text", "message"), [e[1:] for e in SYNTAX_ERRORS], ids=[e[0] for e in SYNTAX_ERRORS]
+)
 def test_syntax_error(text: object, message: str) -> None:
     """A malformed condition raises ConditionSyntaxError naming what is wrong."""
     with pytest.raises(ConditionSyntaxError, match=re.escape(message)):
@@ -446,7 +788,9 @@ SUBJECT_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), [e[1:] for e in SUBJECT_ERRORS], ids=[e[0] for e in SUBJECT_ERRORS])
+@pytest.mark.parametrize(
+    ("text", "message"), [e[1:] for e in SUBJECT_ERRORS], ids=[e[0] for e in SUBJECT_ERRORS]
+)
 def test_parse_subject_error(text: str, message: str) -> None:
     """A malformed capture subject raises ConditionSyntaxError."""
     with pytest.raises(ConditionSyntaxError, match=re.escape(message)):
@@ -456,8 +800,12 @@ def test_parse_subject_error(text: str, message: str) -> None:
 # --- regressions: bugs found and fixed -------------------------------------------------
 
 PARSE_RAISES_WRONG_TYPE = [
-    pytest.param("json.day == 2024-13-01", id="yaml-impossible-date"),  # the date constructor's ValueError
-    pytest.param("json.x == !!float abc", id="yaml-float-tag"),  # the float constructor's ValueError
+    pytest.param(
+        "json.day == 2024-13-01", id="yaml-impossible-date"
+    ),  # the date constructor's ValueError
+    pytest.param(
+        "json.x == !!float abc", id="yaml-float-tag"
+    ),  # the float constructor's ValueError
     pytest.param("json.x == !!timestamp soon", id="yaml-timestamp-tag"),  # AttributeError
     pytest.param('body matches "a{99999999999}"', id="regex-huge-repeat"),  # OverflowError
     pytest.param("json[?@ == 1e999] exists", id="jsonpath-literal-overflow"),  # OverflowError
@@ -475,9 +823,15 @@ def test_syntax_error_is_always_condition_syntax_error(text: str) -> None:
 EVALUATE_RAISES = [
     pytest.param("json contains [1]", response(json_body={"a": 1}), id="object-contains-list"),
     pytest.param("json contains {a: 1}", response(json_body={"a": 1}), id="object-contains-object"),
-    pytest.param("json.x contains !!set {a}", response(json_body={"x": "a"}), id="text-contains-yaml-set"),
-    pytest.param("json.tags contains [1]", response(json_body={"tags": [[1]]}), id="list-contains-list"),
-    pytest.param("json..a exists", response(body='{"a":' * 900 + "1" + "}" * 900), id="descendant-too-deep"),
+    pytest.param(
+        "json.x contains !!set {a}", response(json_body={"x": "a"}), id="text-contains-yaml-set"
+    ),
+    pytest.param(
+        "json.tags contains [1]", response(json_body={"tags": [[1]]}), id="list-contains-list"
+    ),
+    pytest.param(
+        "json..a exists", response(body='{"a":' * 900 + "1" + "}" * 900), id="descendant-too-deep"
+    ),
 ]
 
 
@@ -496,13 +850,34 @@ def test_capture_of_unsearchable_body() -> None:
 
 WRONG_VERDICTS = [
     pytest.param("json.x != 5", response(json_body={"x": "abc"}), True, id="text-ne-number"),
-    pytest.param("json.s not in [500, 503]", response(json_body={"s": "ok"}), True, id="text-not-in-numbers"),
+    pytest.param(
+        "json.s not in [500, 503]", response(json_body={"s": "ok"}), True, id="text-not-in-numbers"
+    ),
     pytest.param('header.x-text in [200, "abc"]', OK, True, id="text-in-mixed-list"),
-    pytest.param("json.tags contains 5", response(json_body={"tags": ["x", 5]}), True, id="mixed-list-contains-number"),
-    pytest.param("json.tags not contains 5", response(json_body={"tags": ["x"]}), True, id="text-list-not-contains-number"),
-    pytest.param("json.flags == [1, 0]", response(json_body={"flags": [True, False]}), False, id="nested-true-is-not-1"),
-    pytest.param("json == {a: 1}", response(json_body={"a": True}), False, id="nested-object-true-is-not-1"),
-    pytest.param("json == {a: [true]}", response(json_body={"a": [True]}), True, id="nested-true-is-true"),
+    pytest.param(
+        "json.tags contains 5",
+        response(json_body={"tags": ["x", 5]}),
+        True,
+        id="mixed-list-contains-number",
+    ),
+    pytest.param(
+        "json.tags not contains 5",
+        response(json_body={"tags": ["x"]}),
+        True,
+        id="text-list-not-contains-number",
+    ),
+    pytest.param(
+        "json.flags == [1, 0]",
+        response(json_body={"flags": [True, False]}),
+        False,
+        id="nested-true-is-not-1",
+    ),
+    pytest.param(
+        "json == {a: 1}", response(json_body={"a": True}), False, id="nested-object-true-is-not-1"
+    ),
+    pytest.param(
+        "json == {a: [true]}", response(json_body={"a": [True]}), True, id="nested-true-is-true"
+    ),
     pytest.param("json.error not exists", HTML, False, id="invalid-json-not-exists"),
     pytest.param("json not exists", HTML, False, id="invalid-json-whole-not-exists"),
     pytest.param(
@@ -554,13 +929,45 @@ def _verdict(condition: str, observed: FakeResponse) -> str:
 
 
 YAML_TRAPS = [
-    pytest.param("json.day == 2024-01-01", response(json_body={"day": "2024-01-01"}), {"syntax error", "pass"}, id="unquoted-date"),
-    pytest.param("json.color == #fff", response(json_body={"color": None}), {"syntax error", "fail"}, id="hash-value-is-a-comment"),
-    pytest.param("body contains #error", response(body="null"), {"syntax error", "fail"}, id="hash-value-contains"),
-    pytest.param("json.x == a # b", response(json_body={"x": "a"}), {"syntax error", "fail"}, id="hash-after-value-is-a-comment"),
-    pytest.param("json.x == --- # b", response(json_body={"x": None}), {"syntax error", "fail"}, id="document-marker-and-comment"),
-    pytest.param('json.day == "2024-01-01"', response(json_body={"day": "2024-01-01"}), {"pass"}, id="quoted-date"),
-    pytest.param('json.color == "#fff"', response(json_body={"color": "#fff"}), {"pass"}, id="quoted-hash"),
+    pytest.param(
+        "json.day == 2024-01-01",
+        response(json_body={"day": "2024-01-01"}),
+        {"syntax error", "pass"},
+        id="unquoted-date",
+    ),
+    pytest.param(
+        "json.color == #fff",
+        response(json_body={"color": None}),
+        {"syntax error", "fail"},
+        id="hash-value-is-a-comment",
+    ),
+    pytest.param(
+        "body contains #error",
+        response(body="null"),
+        {"syntax error", "fail"},
+        id="hash-value-contains",
+    ),
+    pytest.param(
+        "json.x == a # b",
+        response(json_body={"x": "a"}),
+        {"syntax error", "fail"},
+        id="hash-after-value-is-a-comment",
+    ),
+    pytest.param(
+        "json.x == --- # b",
+        response(json_body={"x": None}),
+        {"syntax error", "fail"},
+        id="document-marker-and-comment",
+    ),
+    pytest.param(
+        'json.day == "2024-01-01"',
+        response(json_body={"day": "2024-01-01"}),
+        {"pass"},
+        id="quoted-date",
+    ),
+    pytest.param(
+        'json.color == "#fff"', response(json_body={"color": "#fff"}), {"pass"}, id="quoted-hash"
+    ),
 ]
 
 
@@ -572,7 +979,17 @@ def test_yaml_value_traps(condition: str, observed: FakeResponse, allowed: set[s
 
 # --- properties -------------------------------------------------------------------------
 
-SUBJECT_TEXTS = ["status", "latency", "body", "json", "json.a", "json.a[0]", "header.x", "header.", "x"]
+SUBJECT_TEXTS = [
+    "status",
+    "latency",
+    "body",
+    "json",
+    "json.a",
+    "json.a[0]",
+    "header.x",
+    "header.",
+    "x",
+]
 OPERATOR_TEXTS = [*OPERATORS, "exists", "not exists", "=~", "", "=", "==="]
 
 
@@ -595,4 +1012,6 @@ def test_parse_arbitrary_text(text: str) -> None:
 @given(st.sampled_from(SUBJECT_TEXTS), st.sampled_from(OPERATOR_TEXTS), st.text(max_size=30))
 def test_parse_shaped_text(subject: str, operator: str, value: str) -> None:
     """`SUBJECT OP anything` parses to a Condition or raises ConditionSyntaxError."""
-    assert isinstance(_parse_or_error(f"{subject} {operator} {value}"), Condition | ConditionSyntaxError)
+    assert isinstance(
+        _parse_or_error(f"{subject} {operator} {value}"), Condition | ConditionSyntaxError
+    )

@@ -46,11 +46,18 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[str], str]]:
             f"  - job_name: prober\n    static_configs: [{{targets: ['{target}']}}]\n"
         )
         with (tmp_path / "prometheus.log").open("w") as log:
-            processes.append(subprocess.Popen(
-                [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}"],
-                stdout=log, stderr=subprocess.STDOUT,
-            ))
+            processes.append(
+                subprocess.Popen(
+                    [
+                        binary,
+                        f"--config.file={config}",
+                        f"--storage.tsdb.path={tmp_path / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{port}",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: http_get(url + "/-/ready")[0] == 200, "Prometheus to be ready")
         return url
@@ -62,7 +69,9 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[str], str]]:
 
 
 def query(prometheus_url: str, expression: str) -> list[dict[str, object]]:
-    code, body, _ = http_get(f"{prometheus_url}/api/v1/query?query={urllib.parse.quote(expression)}")
+    code, body, _ = http_get(
+        f"{prometheus_url}/api/v1/query?query={urllib.parse.quote(expression)}"
+    )
     if code != 200:
         return []
     result: list[dict[str, object]] = json.loads(body)["data"]["result"]
@@ -75,13 +84,18 @@ def test_prometheus_scrapes_the_daemon(
     """probe_success and a histogram quantile come back through Prometheus' query API."""
     daemon = start_daemon(demo_config(sample_api.url), env=SECRET_ENV)
     url = prometheus(daemon.url.removeprefix("http://"))
-    success = wait_for(lambda: query(url, 'probe_success{journey="chat"} == 1'), "probe_success in Prometheus")
+    success = wait_for(
+        lambda: query(url, 'probe_success{journey="chat"} == 1'), "probe_success in Prometheus"
+    )
     assert success[0]["metric"]["job"] == "prober"  # type: ignore[index]
     p95 = wait_for(
         lambda: [
-            row for row in query(
-                url, 'histogram_quantile(0.95, sum by (le) (rate(prober_journey_duration_seconds_bucket{journey="chat"}[10s])))'
-            ) if row["value"][1] not in ("NaN", "+Inf")  # type: ignore[index]
+            row
+            for row in query(
+                url,
+                'histogram_quantile(0.95, sum by (le) (rate(prober_journey_duration_seconds_bucket{journey="chat"}[10s])))',
+            )
+            if row["value"][1] not in ("NaN", "+Inf")  # type: ignore[index]
         ],
         "a finite p95 from the histogram",
     )

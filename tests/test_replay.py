@@ -99,7 +99,9 @@ def test_slow_leak_only_warns() -> None:
     assert {r["severity"] for r in fired} == {"warning"}
 
 
-def _ratio(points: list[tuple[float, bool]], tick: float, window: float) -> tuple[float | None, int]:
+def _ratio(
+    points: list[tuple[float, bool]], tick: float, window: float
+) -> tuple[float | None, int]:
     inside = [ok for at, ok in points if tick - window < at <= tick]
     return ((inside.count(False) / len(inside)) if inside else None), len(inside)
 
@@ -112,7 +114,6 @@ def naive_firing(
     start, end = points[0][0], points[-1][0]
     tick = start
     while tick <= end:
-
         long_ratio, long_n = _ratio(points, tick, long)
         short_ratio, _ = _ratio(points, tick, short)
         fires = (

@@ -109,7 +109,9 @@ SYNTAX_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("source", "message"), [e[1:] for e in SYNTAX_ERRORS], ids=[e[0] for e in SYNTAX_ERRORS])
+@pytest.mark.parametrize(
+    ("source", "message"), [e[1:] for e in SYNTAX_ERRORS], ids=[e[0] for e in SYNTAX_ERRORS]
+)
 def test_syntax_error(source: str, message: str) -> None:
     """A malformed template raises TemplateSyntaxError naming the problem."""
     with pytest.raises(TemplateSyntaxError, match=re.escape(message)):
@@ -146,7 +148,9 @@ RENDERED = [
 ]
 
 
-@pytest.mark.parametrize(("source", "expected"), [r[1:] for r in RENDERED], ids=[r[0] for r in RENDERED])
+@pytest.mark.parametrize(
+    ("source", "expected"), [r[1:] for r in RENDERED], ids=[r[0] for r in RENDERED]
+)
 def test_render(source: str, expected: object) -> None:
     """Rendering substitutes values; a string that is one variable keeps the value's type."""
     rendered = compile_template(source).render(scope())
@@ -198,13 +202,19 @@ def test_empty_secret_renders_empty_and_masks_nothing(clean_secrets: None) -> No
 
 RENDER_ERRORS = [
     ("unset-env", "${env.NOPE}", "environment variable NOPE is not set (for ${env.NOPE})"),
-    ("unset-secret", "Bearer ${secret.API_KEY}", "environment variable API_KEY is not set (for ${secret.API_KEY})"),
+    (
+        "unset-secret",
+        "Bearer ${secret.API_KEY}",
+        "environment variable API_KEY is not set (for ${secret.API_KEY})",
+    ),
     ("missing-capture", "Bearer ${session}", "${session} was not captured in this run"),
     ("missing-capture-whole", "${session}", "${session} was not captured in this run"),
 ]
 
 
-@pytest.mark.parametrize(("source", "message"), [e[1:] for e in RENDER_ERRORS], ids=[e[0] for e in RENDER_ERRORS])
+@pytest.mark.parametrize(
+    ("source", "message"), [e[1:] for e in RENDER_ERRORS], ids=[e[0] for e in RENDER_ERRORS]
+)
 def test_render_error(source: str, message: str, clean_secrets: None) -> None:
     """A value that cannot be rendered raises TemplateError naming the variable."""
     with pytest.raises(TemplateError) as info:
@@ -289,7 +299,9 @@ VARIABLE_TEXT = [
 ]
 
 
-@pytest.mark.parametrize(("variable", "text"), [v[1:] for v in VARIABLE_TEXT], ids=[v[0] for v in VARIABLE_TEXT])
+@pytest.mark.parametrize(
+    ("variable", "text"), [v[1:] for v in VARIABLE_TEXT], ids=[v[0] for v in VARIABLE_TEXT]
+)
 def test_variable_str(variable: Variable, text: str) -> None:
     """A Variable prints as it is written in the config."""
     assert str(variable) == text
@@ -302,7 +314,9 @@ CONSTANCY = [
 ]
 
 
-@pytest.mark.parametrize(("source", "constant"), [c[1:] for c in CONSTANCY], ids=[c[0] for c in CONSTANCY])
+@pytest.mark.parametrize(
+    ("source", "constant"), [c[1:] for c in CONSTANCY], ids=[c[0] for c in CONSTANCY]
+)
 def test_is_constant(source: str, constant: bool) -> None:
     """A template without variables is constant."""
     assert compile_template(source).is_constant is constant

@@ -34,7 +34,9 @@ DURATIONS = [
 ]
 
 
-@pytest.mark.parametrize(("value", "seconds"), [d[1:] for d in DURATIONS], ids=[d[0] for d in DURATIONS])
+@pytest.mark.parametrize(
+    ("value", "seconds"), [d[1:] for d in DURATIONS], ids=[d[0] for d in DURATIONS]
+)
 def test_parse_duration(value: object, seconds: float) -> None:
     """Prometheus-style durations, and bare numbers, read as seconds."""
     assert parse_duration(value) == pytest.approx(seconds, rel=1e-12, abs=0)
@@ -79,7 +81,9 @@ def test_parse_duration_invalid(value: object) -> None:
 
 def test_parse_duration_message_shows_an_example() -> None:
     """The message for an unreadable duration tells the operator what to write."""
-    message = "invalid duration '5 minutes': use a number and a unit (ms, s, m, h, d, w), e.g. '30s'"
+    message = (
+        "invalid duration '5 minutes': use a number and a unit (ms, s, m, h, d, w), e.g. '30s'"
+    )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         parse_duration("5 minutes")
 
@@ -130,7 +134,9 @@ FORMATTED = [
 ]
 
 
-@pytest.mark.parametrize(("seconds", "text"), [f[1:] for f in FORMATTED], ids=[f[0] for f in FORMATTED])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [f[1:] for f in FORMATTED], ids=[f[0] for f in FORMATTED]
+)
 def test_format_duration(seconds: float, text: str) -> None:
     """A duration formats as one whole number of the largest unit that fits exactly."""
     assert format_duration(seconds) == text
@@ -207,7 +213,9 @@ PERCENTS = [
 ]
 
 
-@pytest.mark.parametrize(("value", "fraction"), [p[1:] for p in PERCENTS], ids=[p[0] for p in PERCENTS])
+@pytest.mark.parametrize(
+    ("value", "fraction"), [p[1:] for p in PERCENTS], ids=[p[0] for p in PERCENTS]
+)
 def test_parse_percent(value: object, fraction: float) -> None:
     """`99.5%` and `0.995` both read as the fraction 0.995."""
     assert parse_percent(value) == pytest.approx(fraction, rel=1e-12, abs=0)
@@ -233,7 +241,9 @@ BAD_PERCENTS = [
 ]
 
 
-@pytest.mark.parametrize(("value", "message"), [b[1:] for b in BAD_PERCENTS], ids=[b[0] for b in BAD_PERCENTS])
+@pytest.mark.parametrize(
+    ("value", "message"), [b[1:] for b in BAD_PERCENTS], ids=[b[0] for b in BAD_PERCENTS]
+)
 def test_parse_percent_invalid(value: object, message: str) -> None:
     """An unreadable or out-of-range percentage raises ValueError saying why."""
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -297,7 +307,9 @@ BAD_SIZES = [
 ]
 
 
-@pytest.mark.parametrize(("value", "message"), [b[1:] for b in BAD_SIZES], ids=[b[0] for b in BAD_SIZES])
+@pytest.mark.parametrize(
+    ("value", "message"), [b[1:] for b in BAD_SIZES], ids=[b[0] for b in BAD_SIZES]
+)
 def test_parse_size_invalid(value: object, message: str) -> None:
     """An unreadable or non-positive size raises ValueError saying why."""
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -67,7 +67,10 @@ def login(api: SampleAPI) -> str:
 
 def chat(api: SampleAPI, message: object, token: str) -> Reply:
     return call(
-        api, "POST", "/api/chat/message", {"message": message},
+        api,
+        "POST",
+        "/api/chat/message",
+        {"message": message},
         headers={"Authorization": f"Bearer {token}"},
     )
 
@@ -127,8 +130,13 @@ def test_login_with_wrong_credentials_is_401(api: SampleAPI, payload: dict[str, 
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"not json", b"[1, 2]", b'{"email": "probe@example.com"}',
-     b'{"email": 1, "password": 2}'],
+    [
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b'{"email": "probe@example.com"}',
+        b'{"email": 1, "password": 2}',
+    ],
     ids=["empty", "not-json", "not-an-object", "missing-password", "not-strings"],
 )
 def test_login_with_malformed_body_is_400(api: SampleAPI, raw: bytes) -> None:
@@ -160,8 +168,12 @@ def test_chat_usage_is_deterministic_and_grows_with_length(api: SampleAPI) -> No
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic abc"},
-     {"Authorization": "Bearer "}],
+    [
+        {},
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer "},
+    ],
     ids=["no-header", "unknown-token", "wrong-scheme", "empty-token"],
 )
 def test_chat_without_valid_token_is_401(api: SampleAPI, headers: dict[str, str]) -> None:
@@ -173,15 +185,21 @@ def test_chat_without_valid_token_is_401(api: SampleAPI, headers: dict[str, str]
 
 @pytest.mark.parametrize(
     ("raw", "kind"),
-    [(b"{}", "missing"), (b'{"text": "hi"}', "missing"), (b'{"message": 3}', "string_type"),
-     (b"{oops", "json_invalid"), (b"", "missing")],
+    [
+        (b"{}", "missing"),
+        (b'{"text": "hi"}', "missing"),
+        (b'{"message": 3}', "string_type"),
+        (b"{oops", "json_invalid"),
+        (b"", "missing"),
+    ],
     ids=["empty-object", "other-field", "not-a-string", "not-json", "no-body"],
 )
 def test_chat_without_a_message_is_422(api: SampleAPI, raw: bytes, kind: str) -> None:
     """A body without a string `message` answers 422 with FastAPI's validation detail."""
     token = login(api)
-    reply = call(api, "POST", "/api/chat/message", raw=raw,
-                 headers={"Authorization": f"Bearer {token}"})
+    reply = call(
+        api, "POST", "/api/chat/message", raw=raw, headers={"Authorization": f"Bearer {token}"}
+    )
     assert reply.status == 422
     assert reply.body["detail"][0]["type"] == kind
 
@@ -194,9 +212,13 @@ def test_unknown_route_is_404(api: SampleAPI) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
-    [("POST", "/health", "GET"), ("GET", "/api/auth/login", "POST"),
-     ("DELETE", "/api/chat/message", "POST"), ("PATCH", "/health", "GET"),
-     ("GET", "/_admin/faults", "DELETE, PUT")],
+    [
+        ("POST", "/health", "GET"),
+        ("GET", "/api/auth/login", "POST"),
+        ("DELETE", "/api/chat/message", "POST"),
+        ("PATCH", "/health", "GET"),
+        ("GET", "/_admin/faults", "DELETE, PUT"),
+    ],
     ids=["post-health", "get-login", "delete-chat", "patch-health", "get-admin-faults"],
 )
 def test_wrong_method_is_405(api: SampleAPI, method: str, path: str, allow: str) -> None:
@@ -297,10 +319,24 @@ def test_set_fault_rejects_unknown_route(api: SampleAPI) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"error_rate": -0.1}, {"error_rate": 1.5}, {"status": 200}, {"status": 600},
-     {"delay": -1.0}, {"delay": float("inf")}, {"error_rate": float("nan")}],
-    ids=["rate-negative", "rate-above-1", "status-2xx", "status-600", "delay-negative",
-         "delay-infinite", "rate-nan"],
+    [
+        {"error_rate": -0.1},
+        {"error_rate": 1.5},
+        {"status": 200},
+        {"status": 600},
+        {"delay": -1.0},
+        {"delay": float("inf")},
+        {"error_rate": float("nan")},
+    ],
+    ids=[
+        "rate-negative",
+        "rate-above-1",
+        "status-2xx",
+        "status-600",
+        "delay-negative",
+        "delay-infinite",
+        "rate-nan",
+    ],
 )
 def test_fault_rejects_invalid_values(kwargs: dict[str, float]) -> None:
     """Out-of-range fault values raise ValueError at construction."""
@@ -325,10 +361,22 @@ def test_parse_fault_spec_reads_cli_specs(spec: str, expected: tuple[str, Fault]
 
 @pytest.mark.parametrize(
     "spec",
-    ["/health", "/nope:error_rate=1", "/health:error_rate=2", "/health:bogus=1",
-     "/health:status=abc", "/health:delay"],
-    ids=["no-colon", "unknown-route", "rate-out-of-range", "unknown-key", "non-numeric",
-         "no-value"],
+    [
+        "/health",
+        "/nope:error_rate=1",
+        "/health:error_rate=2",
+        "/health:bogus=1",
+        "/health:status=abc",
+        "/health:delay",
+    ],
+    ids=[
+        "no-colon",
+        "unknown-route",
+        "rate-out-of-range",
+        "unknown-key",
+        "non-numeric",
+        "no-value",
+    ],
 )
 def test_parse_fault_spec_rejects_bad_specs(spec: str) -> None:
     """Unreadable fault specs raise ValueError."""
@@ -357,11 +405,22 @@ def test_admin_delete_faults_clears_them(api: SampleAPI) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [{"route": "/nope", "error_rate": 1.0}, {"route": "/health", "error_rate": 2},
-     {"route": "/health", "status": "503"}, {"route": "/health", "colour": "red"},
-     {"error_rate": 1.0}, [1, 2]],
-    ids=["unknown-route", "rate-out-of-range", "status-string", "unknown-field", "no-route",
-         "not-an-object"],
+    [
+        {"route": "/nope", "error_rate": 1.0},
+        {"route": "/health", "error_rate": 2},
+        {"route": "/health", "status": "503"},
+        {"route": "/health", "colour": "red"},
+        {"error_rate": 1.0},
+        [1, 2],
+    ],
+    ids=[
+        "unknown-route",
+        "rate-out-of-range",
+        "status-string",
+        "unknown-field",
+        "no-route",
+        "not-an-object",
+    ],
 )
 def test_admin_put_invalid_fault_is_422(api: SampleAPI, payload: object) -> None:
     """An invalid fault is refused with 422 and nothing changes."""
@@ -423,8 +482,13 @@ def test_chunked_request_body_is_accepted(api: SampleAPI) -> None:
     """A chunked login body is read like a sized one."""
     chunks = [b'{"email": "probe@example.com", ', b'"password": "demo-password"}']
     with contextlib.closing(http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)) as conn:
-        conn.request("POST", "/api/auth/login", body=iter(chunks), encode_chunked=True,
-                     headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/api/auth/login",
+            body=iter(chunks),
+            encode_chunked=True,
+            headers={"Content-Type": "application/json"},
+        )
         response = conn.getresponse()
         response.read()
     assert response.status == 200
@@ -432,8 +496,7 @@ def test_chunked_request_body_is_accepted(api: SampleAPI) -> None:
 
 def test_oversized_body_is_413_and_closes(api: SampleAPI) -> None:
     """A body declared over the limit is refused with 413 before it is read."""
-    request = (b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\n"
-               b"Content-Length: 99999999\r\n\r\n")
+    request = b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n"
     with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
         sock.sendall(request)
         response = http.client.HTTPResponse(sock)
@@ -516,8 +579,14 @@ def read_line(proc: subprocess.Popen[str], deadline: float) -> str:
 def cli_server(*flags: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Run `python -m prober.demo --port 0 FLAGS`; yield the process and its URL."""
     command = [sys.executable, "-m", "prober.demo", "--port", "0", *flags]
-    with subprocess.Popen(command, cwd=ROOT, env=run_cli_env(), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=run_cli_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
         try:
             line = read_line(proc, time.monotonic() + STARTUP_DEADLINE)
             prefix = "sample API listening on "
@@ -562,8 +631,12 @@ def test_cli_bad_fault_exits_2(spec: str) -> None:
     """An unreadable --fault is reported on stderr and exits 2 without serving."""
     result = subprocess.run(
         [sys.executable, "-m", "prober.demo", "--port", "0", "--fault", spec],
-        cwd=ROOT, env=run_cli_env(), capture_output=True, text=True,
-        timeout=STARTUP_DEADLINE, check=False,
+        cwd=ROOT,
+        env=run_cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_DEADLINE,
+        check=False,
     )
     assert result.returncode == 2
     assert "--fault" in result.stderr

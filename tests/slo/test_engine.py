@@ -119,3 +119,28 @@ def test_settle_forgets_changes_fed_back_after_a_restart() -> None:
     engine.record_rules(Event(1.0, "chat", True, captures={"version": "1.1"}))
     engine.settle()
     assert names(engine.evaluate(2.0).transitions) == []
+
+
+def test_every_alert_has_annotations_and_config_text_wins() -> None:
+    """Each alert the engine can raise has a summary and description; the config's override."""
+    rule = RuleSpec(
+        "ApiDown",
+        "critical",
+        "chat",
+        parse_rule_expression("error_ratio > 90%"),
+        120.0,
+        annotations={"summary": "API down", "runbook_url": "https://runbooks/api-down"},
+    )
+    engine = Engine(spec(rules=(rule,)))
+    keys = list(engine.annotations)
+    assert len(keys) == 2 * 4 + 1 + 1  # 2 SLOs × 4 policies, 1 rule, 1 no-data
+    assert all({"summary", "description"} <= set(engine.annotations[key]) for key in keys)
+    rule_key = next(key for key in keys if dict(key)["alertname"] == "ApiDown")
+    assert engine.annotations[rule_key]["summary"] == "API down"
+    assert engine.annotations[rule_key]["runbook_url"] == "https://runbooks/api-down"
+    burn = next(
+        key for key in keys if dict(key).get("long_window") == "1h" and dict(key)["slo"] == "avail"
+    )
+    assert (
+        engine.annotations[burn]["summary"] == "avail: error budget burning 14.4x too fast (1h/5m)"
+    )
