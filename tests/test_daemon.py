@@ -427,9 +427,9 @@ def test_slo_figures_and_alerts_move_with_failures(
     ) > 0
     status = json.loads(daemon.get("/api/status")[1])
     assert status["slos"][0]["name"] == "health-availability"
-    assert any(
-        alert["alertname"] == "ApiDown" and alert["state"] == "firing" for alert in status["alerts"]
-    )
+    api_down = next(alert for alert in status["alerts"] if alert["alertname"] == "ApiDown")
+    assert api_down["state"] == "firing"
+    assert api_down["annotations"]["summary"] == "ApiDown: error_ratio > 90% (healthcheck)"
     assert "ApiDown" in daemon.get("/")[1]
     sample_api.clear_faults()
     wait_for(
