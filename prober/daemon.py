@@ -278,7 +278,7 @@ class Daemon:
         far), the alert state and the last reports."""
         if self.store is None:
             return
-        snapshots = {name: window.snapshot() for name, window in self.engine.windows.items()}
+        snapshots = self.engine.snapshots()
         self._persist(self.store.save_windows(snapshots, now))
         self._persist(self.store.save_alerts(self.engine.alerts.to_records(), now))
         self._persist(self.store.save_value("last_reports", dict(self.engine.last_reports())))

@@ -136,7 +136,7 @@ def replay(config: ProberConfig, events: list[Event]) -> Iterator[Tick]:
     events = [event for event in events if event.journey in known]
     if not events:
         return
-    engine = Engine(engine_spec(config, journeys={event.journey for event in events}))
+    engine = Engine(engine_spec(config, journeys={event.journey for event in events}), replay=True)
     step = config.alerting.evaluation_interval
     start, end = events[0].timestamp, events[-1].timestamp
     position = 0

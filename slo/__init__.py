@@ -87,6 +87,7 @@ if TYPE_CHECKING:
         DEFAULT_BUCKET_SECONDS,
         DEFAULT_EXACT_HORIZON,
         EventWindow,
+        StreamWindow,
     )
 
 _HOMES = {
@@ -128,6 +129,7 @@ _HOMES = {
     "Signal": "slo.alerting",
     "SloSpec": "slo.engine",
     "SloStatus": "slo.engine",
+    "StreamWindow": "slo.windows",
     "Tick": "slo.engine",
     "Transition": "slo.alerting",
     "TransitionState": "slo.alerting",
@@ -194,6 +196,7 @@ __all__ = [
     "Signal",
     "SloSpec",
     "SloStatus",
+    "StreamWindow",
     "Tick",
     "Transition",
     "TransitionState",

@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_BUCKET_SECONDS",
     "DEFAULT_EXACT_HORIZON",
     "EventWindow",
+    "StreamWindow",
 ]
 
 #: Bucket width: an event leaves a bucketed window less than this late; 60 s keeps alert
@@ -452,3 +453,46 @@ def _load(values: array[_Number], data: bytes) -> array[_Number]:
     if sys.byteorder != "little":
         values.byteswap()
     return values
+
+
+class StreamWindow:
+    """Exact counts for a replay, where events arrive in time order and `now` never goes
+    back: each window keeps a pointer to its oldest event, so a count is O(1) amortized and
+    exact for every window length (DESIGN's definition, no buckets). It keeps every event,
+    so it is for replays (a recording's length), not for the daemon (`EventWindow`)."""
+
+    __slots__ = ("_bad_before", "_end", "_now", "_starts", "_times")
+
+    def __init__(self) -> None:
+        self._times: array[float] = array("d")
+        self._bad_before: array[int] = array("q", [0])  # bad events among the first i
+        self._starts: dict[float, int] = {}
+        self._end = 0
+        self._now = -math.inf
+
+    def add(self, timestamp: float, good: bool) -> None:
+        if not math.isfinite(timestamp):
+            raise SLOError(f"event timestamp must be a finite number, got {timestamp!r}")
+        if self._times and timestamp < self._times[-1]:
+            raise SLOError("a StreamWindow takes events in time order")
+        self._times.append(timestamp)
+        self._bad_before.append(self._bad_before[-1] + (0 if good else 1))
+
+    def counts(self, window: float, now: float) -> Counts:
+        """Good and bad events in `(now - window, now]`, exactly."""
+        if now < self._now:
+            raise SLOError("a StreamWindow is read with a `now` that never goes back")
+        self._now = now
+        times = self._times
+        size = len(times)
+        end = self._end
+        while end < size and times[end] <= now:
+            end += 1
+        self._end = end
+        start = self._starts.get(window, 0)
+        limit = now - window
+        while start < end and times[start] <= limit:
+            start += 1
+        self._starts[window] = start
+        bad = self._bad_before[end] - self._bad_before[start]
+        return Counts(end - start - bad, bad)

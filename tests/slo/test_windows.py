@@ -412,3 +412,23 @@ def test_defaults_are_documented_values() -> None:
         == (MONTH, 60.0, 6 * HOUR)
         == (MONTH, BUCKET, DEFAULT_EXACT_HORIZON)
     )
+
+
+def test_stream_window_matches_naive_counts() -> None:
+    """StreamWindow (replay) counts exactly DESIGN's (t - w, t] for every window, as time moves on."""
+    import random
+
+    from slo.windows import StreamWindow
+
+    rng = random.Random(3)
+    events = sorted((rng.uniform(0, 10_000), rng.random() > 0.2) for _ in range(2_000))
+    stream = StreamWindow()
+    position = 0
+    for now in range(0, 10_001, 37):
+        while position < len(events) and events[position][0] <= now:
+            stream.add(*events[position])
+            position += 1
+        for window in (60.0, 300.0, 3600.0, 9000.0):
+            inside = [good for at, good in events if now - window < at <= now]
+            counts = stream.counts(window, now)
+            assert (counts.good, counts.bad) == (inside.count(True), inside.count(False))
