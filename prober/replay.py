@@ -28,10 +28,16 @@ from slo.engine import Engine, Event, Tick
 __all__ = ["event_to_json", "parse_event", "read_events", "replay", "transition_records"]
 
 
+# Both used once per replayed line: a tuple, not `int | float` (which builds a union each
+# time), and one shared, never-written dict for events without codes or captures.
+_NUMBER = (int, float)
+_NONE: dict[str, Any] = {}
+
+
 def parse_timestamp(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid timestamp {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBER):
         if not math.isfinite(value):
             raise ValueError(f"invalid timestamp {value!r}")
         return float(value)
@@ -64,17 +70,16 @@ def parse_event(data: Any) -> Event:
     if not isinstance(data["journey"], str) or not isinstance(data["success"], bool):
         raise ValueError("'journey' must be a string and 'success' true or false")
     duration = data.get("duration_seconds")
-    if duration is not None and (
-        isinstance(duration, bool) or not isinstance(duration, int | float)
-    ):
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, _NUMBER)):
         raise ValueError(f"invalid duration_seconds {duration!r}")
-    codes = data.get("status_codes") or {}
-    if not isinstance(codes, dict) or not all(
-        isinstance(code, int) and not isinstance(code, bool) for code in codes.values()
+    codes = data.get("status_codes") or _NONE
+    if codes and (
+        not isinstance(codes, dict)
+        or not all(type(code) is int for code in codes.values())  # bool is not a status
     ):
         raise ValueError("'status_codes' must map step names to integers")
-    captures = data.get("captures") or {}
-    if not isinstance(captures, dict):
+    captures = data.get("captures") or _NONE
+    if captures and not isinstance(captures, dict):
         raise ValueError("'captures' must be an object")
     return Event(
         timestamp=parse_timestamp(data["timestamp"]),

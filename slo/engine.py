@@ -30,7 +30,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 from slo.alerting import AlertKey, AlertState, Signal, Transition, alert_key, step
 from slo.budget import Counts, budget_remaining, burn_rate, time_to_exhaustion
@@ -76,10 +76,14 @@ def format_window(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-@dataclass(frozen=True)
-class Event:
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+class Event(NamedTuple):
     """One journey run (the replay input format): only `timestamp`, `journey`, `success`
-    are required. `status_codes` maps step name to status; `step_durations` is optional."""
+    are required; `status_codes` maps step name to status. A named tuple, not a frozen
+    dataclass: a replay builds tens of thousands, and a frozen dataclass's `__init__` costs
+    several times more."""
 
     timestamp: float
     journey: str
@@ -87,8 +91,8 @@ class Event:
     duration_seconds: float | None = None
     failed_step: str | None = None
     reason: str | None = None
-    status_codes: Mapping[str, int] = field(default_factory=dict)
-    captures: Mapping[str, object] = field(default_factory=dict)
+    status_codes: Mapping[str, int] = _EMPTY
+    captures: Mapping[str, object] = _EMPTY
     inconclusive: bool = False
 
     def sample(self, step: str | None) -> RunSample | None:
@@ -191,8 +195,10 @@ class SloStatus:
     policies: tuple[PolicyStatus, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tick:
+    """One evaluation's outcome (`slos` is empty for a lean, replay evaluation)."""
+
     now: float
     slos: tuple[SloStatus, ...]
     transitions: tuple[Transition, ...]
@@ -462,28 +468,31 @@ class Engine:
             self.alerts, transitions = step(self.alerts, signals, now)
         else:
             transitions = ()  # nothing pending or firing, nothing starting: no transition
-        return Tick(now, statuses, transitions, self.alerts, MappingProxyType(signals))
+        return Tick(now, statuses, transitions, self.alerts, signals)
 
     def _signal_slo(self, slo: SloSpec, now: float, signals: dict[AlertKey, Signal]) -> bool:
         """Signals of one SLO's policies; True when no short window holds a bad event."""
-        counts = self.windows[slo.name].counts
-        counted: dict[float, Counts] = {}
+        window = self.windows[slo.name]
+        raw = window.bad_and_total  # plain integers: no object per count on this hot path
+        shorts: dict[float, tuple[int, int]] = {}
         firing_or_pending = self.alerts.alerts
         clean = True
         for policy, labels, limit in self._policy_plans[slo.name]:
-            short = counted.get(policy.short_window)
+            short = shorts.get(policy.short_window)
             if short is None:
-                short = counted[policy.short_window] = counts(policy.short_window, now)
-            bad, total = short.bad, short.good + short.bad
+                short = shorts[policy.short_window] = raw(policy.short_window, now)
+            bad, total = short
             clean = clean and bad == 0
             # The same comparison as `evaluate_policy`, so the shortcut never disagrees with it.
             if not (total and bad / total > limit) and labels not in firing_or_pending:
                 signals[labels] = _INACTIVE  # the short window alone keeps it from firing
                 continue
-            long = counted.get(policy.long_window)
-            if long is None:
-                long = counted[policy.long_window] = counts(policy.long_window, now)
-            signals[labels] = self._policy_signal(policy, slo.objective, long, short)
+            signals[labels] = self._policy_signal(
+                policy,
+                slo.objective,
+                window.counts(policy.long_window, now),
+                Counts(total - bad, bad),
+            )
         return clean
 
     def quiet_until(self) -> float:
@@ -548,6 +557,8 @@ class Engine:
         )
 
     def _evaluate_rules(self, now: float, signals: dict[AlertKey, Signal]) -> None:
+        if not self.spec.rules:
+            return
         for journey, recent in self._recent.items():
             horizon = now - self._rule_retention[journey]
             while recent and recent[0].timestamp <= horizon:

@@ -275,6 +275,11 @@ class EventWindow:
             good_end - bisect_right(good_times, start), bad_end - bisect_right(bad_times, start)
         )
 
+    def bad_and_total(self, window: float, now: float) -> tuple[int, int]:
+        """`counts` as two plain integers."""
+        counts = self.counts(window, now)
+        return counts.bad, counts.good + counts.bad
+
     def prune(self, now: float) -> None:
         """Forget what no window ending at `now` or later can need."""
         if not math.isfinite(now):
@@ -480,6 +485,11 @@ class StreamWindow:
 
     def counts(self, window: float, now: float) -> Counts:
         """Good and bad events in `(now - window, now]`, exactly."""
+        bad, total = self.bad_and_total(window, now)
+        return Counts(total - bad, bad)
+
+    def bad_and_total(self, window: float, now: float) -> tuple[int, int]:
+        """`counts` as two plain integers: the replay's hot path builds no object."""
         if now < self._now:
             raise SLOError("a StreamWindow is read with a `now` that never goes back")
         self._now = now
@@ -494,5 +504,4 @@ class StreamWindow:
         while start < end and times[start] <= limit:
             start += 1
         self._starts[window] = start
-        bad = self._bad_before[end] - self._bad_before[start]
-        return Counts(end - start - bad, bad)
+        return self._bad_before[end] - self._bad_before[start], end - start
