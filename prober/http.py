@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 MAX_REDIRECTS = 10
+_CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 #: httpcore exception → failure reason, before refinement by phase.
@@ -435,10 +436,18 @@ class HttpSession:
             request.content,
         )
         params = request.params
+        headers = request.headers
         deadline = time.monotonic() + request.timeout
         for _ in range(MAX_REDIRECTS + 1):
             outcome = await self._send_once(
-                request, method, url, params, json_body, content, deadline - time.monotonic()
+                request,
+                method,
+                url,
+                params,
+                headers,
+                json_body,
+                content,
+                deadline - time.monotonic(),
             )
             phases += outcome.phases
             duration += outcome.duration
@@ -461,6 +470,11 @@ class HttpSession:
                 )
                 return HttpFailure(failure, phases, duration)
             params = None
+            if _origin(url) != _origin(request.url):
+                # Like browsers and httpx: credentials never follow a redirect to another origin.
+                headers = tuple(
+                    (name, value) for name, value in headers if name.lower() not in _CREDENTIALS
+                )
             if outcome.status_code == 303 or (
                 outcome.status_code in (301, 302) and method == "POST"
             ):
@@ -476,6 +490,7 @@ class HttpSession:
         method: str,
         url: str,
         params: Mapping[str, str] | None,
+        headers: tuple[tuple[str, str], ...],
         json_body: Any,
         content: bytes | None,
         budget: float,
@@ -485,7 +500,7 @@ class HttpSession:
         self._backend.begin_request()
         try:
             target = _target(url, tuple(params.items()) if params else ())
-            request_headers, body = _encode(target, request.headers, json_body, content)
+            request_headers, body = _encode(target, headers, json_body, content)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as error:
             return HttpFailure(Failure("other", redact(f"invalid request: {error}")), Phases(), 0.0)
         if budget <= 0:
@@ -531,12 +546,12 @@ class HttpSession:
                 _elapsed(timeline, time.perf_counter()),
             )
         await self._release(origin, connection, reusable=body_end is not None)
-        headers = [
+        response_headers = [
             (key.decode("latin-1"), value.decode("latin-1")) for key, value in response.headers
         ]
         return HttpResponse(
             status_code=response.status,
-            headers=headers,
+            headers=response_headers,
             body=b"".join(chunks),
             phases=timeline.phases(self._backend.resolve_seconds, body_end),
             duration=_elapsed(timeline, body_end),
@@ -606,6 +621,11 @@ def _target(url: str, params: tuple[tuple[str, str], ...]) -> _Target:
         scheme=parsed.raw_scheme, host=parsed.raw_host, port=port, target=parsed.raw_path
     )
     return _Target(str(parsed), core_url, host_header, parsed.scheme)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port
 
 
 def _encode(

@@ -280,6 +280,29 @@ def test_redirect_drops_request_params(client: HttpClient) -> None:
     assert target.calls.last.request.url.query == b""
 
 
+@pytest.mark.parametrize(
+    ("location", "kept"),
+    [("/next", True), ("http://127.0.0.2:9/next", False)],
+    ids=["same-origin-keeps", "other-origin-drops"],
+)
+def test_credentials_do_not_follow_a_redirect_to_another_origin(
+    client: HttpClient, location: str, kept: bool
+) -> None:
+    """Authorization and Cookie follow a redirect only within the same origin."""
+    with respx.mock(using="httpcore") as router:
+        router.route(url=MOCK_URL).respond(302, headers={"Location": location})
+        target = router.route(path="/next").respond(200)
+        request = HttpRequest(
+            "GET",
+            MOCK_URL,
+            follow_redirects=True,
+            headers=(("Authorization", "Bearer t"), ("Cookie", "s=1"), ("X-Other", "x")),
+        )
+        one(client, request)
+    sent = target.calls.last.request.headers
+    assert ("authorization" in sent, "cookie" in sent, sent.get("x-other")) == (kept, kept, "x")
+
+
 def test_every_httpcore_exception_is_mapped() -> None:
     """Every exception class httpcore exports has a reason (a new httpcore must fail here)."""
     exported = {
