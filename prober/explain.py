@@ -6,6 +6,7 @@ from __future__ import annotations
 from prober.config import ProberConfig
 from prober.slos import engine_spec
 from prober.units import format_duration
+from slo.engine import SloSpec
 from slo.policies import resolution_table
 
 __all__ = ["explain_config"]
@@ -37,7 +38,8 @@ def explain_config(config: ProberConfig) -> str:
             )
     if config.slos:
         lines += ["", "slos:"]
-        for slo in config.slos:
+        specs = engine_spec(config).slos  # same order as config.slos
+        for slo, spec in zip(config.slos, specs, strict=True):
             kind = (
                 f"latency below {format_duration(slo.indicator.latency_below)}"
                 if slo.indicator
@@ -47,13 +49,12 @@ def explain_config(config: ProberConfig) -> str:
                 f"  {slo.name}: {kind} of {slo.journey}, objective {slo.objective:.3%}"
                 f" over {format_duration(slo.window)}"
             )
-            lines.extend(_resolution_lines(config, slo.name))
+            lines.extend(_resolution_lines(config, spec))
     return "\n".join(lines) + "\n"
 
 
-def _resolution_lines(config: ProberConfig, slo_name: str) -> list[str]:
+def _resolution_lines(config: ProberConfig, spec: SloSpec) -> list[str]:
     """Per burn-rate policy: what it takes to trip it at this journey's probe rate."""
-    spec = next(slo for slo in engine_spec(config).slos if slo.name == slo_name)
     interval = config.journey(spec.journey).interval_or(config.defaults)
     rows = resolution_table(spec.objective, spec.window, spec.policies, interval)
     lines = [

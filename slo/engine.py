@@ -417,7 +417,7 @@ class Engine:
         """How far back `record_rules` needs runs after a restart."""
         return max(self._rule_retention.values(), default=0.0)
 
-    @property
+    @cached_property
     def journeys_tracked(self) -> frozenset[str]:
         """Journeys whose runs matter to some SLO or rule (the ones worth persisting)."""
         rules = {rule.journey for rule in self.spec.rules}
