@@ -1,26 +1,28 @@
-"""The HTTP layer: the only module that imports httpx (and, with `prober.transport`, httpcore).
+"""The HTTP layer: the only module that imports httpx.
 
 One `HttpClient` per process holds the shared `ssl.SSLContext` (building one parses the
 whole CA bundle: ~20 ms of CPU, so never per request; built on the first https request).
-Each journey run opens an `HttpSession`: its own connections (one httpcore connection per
-origin), so every run pays a fresh connection the way a user's first request does; its
-steps reuse that connection when keep-alive is on.
+Each journey run opens an `HttpSession`: its own connections (one per origin), so every
+run pays a fresh connection the way a user's first request does; its steps reuse that
+connection when keep-alive is on.
 
 Request URLs are parsed with `httpx.URL` (cached per URL: a journey's URLs repeat every
-run), bodies encoded as httpx encodes them, and requests sent straight through httpcore
-connections, skipping httpx's client layer and httpcore's pool: the prober needs neither
-cookies, auth flows, content decoding nor pooling, and each of those layers is measurable
-CPU per request. No `Accept-Encoding` is sent, so bodies arrive as they are
-and the body cap counts real bytes.
+run) and bodies encoded as httpx encodes them; the exchange itself runs on
+`prober.http11` (h11 over `prober.transport`'s asyncio streams), not through httpx's
+client or httpcore: the prober needs neither cookies, auth flows, content decoding,
+pooling nor their locks, and each of those layers is measurable CPU per request
+(bench/step_overhead.py). No `Accept-Encoding` is sent, so bodies arrive as they are and
+the body cap counts real bytes. Only HTTP/1.1 is spoken, as blackbox_exporter does by
+default.
 
-Timings come from httpcore's `trace` extension, not from around the call, so the
-client's own overhead is not blamed on the target:
+Timings are stamped at the moments they describe, not around the call, so the client's
+own overhead is not blamed on the target:
 
-    resolve     our getaddrinfo, inside connect_tcp (httpcore does not separate it)
-    connect     connect_tcp, minus resolve
-    tls         start_tls
-    processing  request headers sent → response headers received
-    transfer    response headers received → body complete
+    resolve     our getaddrinfo (none for an IP literal)
+    connect     TCP connect
+    tls         TLS handshake
+    processing  request written → response headers parsed
+    transfer    response headers parsed → body complete
 
 A reused connection reports zero resolve/connect/tls. A step's duration runs from the
 start of its first phase to the end of the body. A response that cannot have a body (to a
@@ -28,11 +30,12 @@ HEAD request; 1xx, 204, 304) is never refused by the body cap, whatever its
 Content-Length announces.
 
 A failing target never raises out of here: `HttpSession.send` returns an `HttpFailure`
-with one reason of `prober.results.REASONS`. httpcore's exceptions are translated at
-exactly one boundary (`_classify`), refined by the phase in which they happened; a test
-checks that every httpcore exception type is mapped. A timeout while resolving is a
-`dns` failure; any other timeout is `timeout`. An unparsable redirect `Location` is an
-`other` failure. URLs in failure messages have secrets masked however they are encoded.
+with one reason of `prober.results.REASONS`. Errors become reasons at exactly one
+boundary (`_classify`), by the phase in which they happened (`REASON_OF_PHASE`): a
+failure while resolving is `dns`, while connecting `connect`, in the handshake (or any
+certificate error) `tls`, after that `other`; running out of time is `timeout` in any
+phase but resolving. An unparsable redirect `Location` is an `other` failure. URLs in
+failure messages have secrets masked however they are encoded.
 """
 
 from __future__ import annotations
@@ -45,21 +48,21 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 import certifi
-import httpcore
 import httpx
 
+from prober.http11 import BodyTooLarge, Exchange, Http11Connection
 from prober.redaction import redact
 from prober.results import Failure, Phases
-from prober.transport import AsyncioBackend
+from prober.transport import open_stream
 
 __all__ = [
-    "EXCEPTION_REASONS",
+    "REASON_OF_PHASE",
     "HttpClient",
     "HttpFailure",
     "HttpRequest",
@@ -71,23 +74,13 @@ MAX_REDIRECTS = 10
 _CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
-#: httpcore exception → failure reason, before refinement by phase.
-EXCEPTION_REASONS: Mapping[type[Exception], str] = {
-    httpcore.ConnectTimeout: "timeout",
-    httpcore.ReadTimeout: "timeout",
-    httpcore.WriteTimeout: "timeout",
-    httpcore.PoolTimeout: "timeout",
-    httpcore.TimeoutException: "timeout",
-    httpcore.ConnectError: "connect",
-    httpcore.ReadError: "other",
-    httpcore.WriteError: "other",
-    httpcore.NetworkError: "other",
-    httpcore.RemoteProtocolError: "other",
-    httpcore.LocalProtocolError: "other",
-    httpcore.ProtocolError: "other",
-    httpcore.UnsupportedProtocol: "other",
-    httpcore.ProxyError: "connect",
-    httpcore.ConnectionNotAvailable: "other",
+#: Where a request failed → the failure reason (a timeout is `timeout` except in `resolve`).
+REASON_OF_PHASE: Mapping[str, str] = {
+    "resolve": "dns",
+    "connect": "connect",
+    "tls": "tls",
+    "processing": "other",
+    "transfer": "other",
 }
 
 
@@ -221,168 +214,40 @@ class HttpClient:
 
 
 class _DnsFailure(Exception):
-    """getaddrinfo failed; raised through httpcore from our network backend."""
-
-
-class _ResolvingBackend(httpcore.AsyncNetworkBackend):
-    """Resolves names itself so that the resolve phase is timed and DNS failures are
-    told apart from refused connections; then connects to the addresses in order."""
-
-    def __init__(self) -> None:
-        self._inner = AsyncioBackend()
-        self.resolve_seconds = 0.0
-        self.resolving = False
-
-    def begin_request(self) -> None:
-        """Forget the previous request's resolve: a request on a reused connection
-        resolves nothing, so it must report resolve == 0, and a request only fails
-        "while resolving" if it resolved."""
-        self.resolve_seconds = 0.0
-        self.resolving = False
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._resolve(host, port)
-        last_error: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
-                last_error = error
-        assert last_error is not None
-        raise last_error
-
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        self.resolve_seconds = 0.0
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            pass
-        else:
-            return [host.strip("[]")]
-        started = time.perf_counter()
-        self.resolving = True
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except socket.gaierror as error:
-            raise _DnsFailure(f"cannot resolve {host!r}: {error.strerror or error}") from None
-        finally:
-            self.resolve_seconds = time.perf_counter() - started
-        # Cleared only once resolved: a timeout cancels getaddrinfo and unwinds through
-        # here before `_classify` runs, which must still see that we were resolving.
-        self.resolving = False
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        if not addresses:
-            raise _DnsFailure(f"cannot resolve {host!r}: no addresses")
-        return addresses
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream: httpcore.AsyncNetworkStream = await self._inner.connect_unix_socket(
-            path, timeout, socket_options
-        )
-        return stream
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    """getaddrinfo failed (or found nothing)."""
 
 
 class _Timeline:
-    """Collects httpcore trace events for one request into phase timings."""
+    """Where one request is, and the connection phases it has timed so far."""
 
-    __slots__ = ("marks", "phase")
+    __slots__ = ("connect", "phase", "resolve", "start", "tls")
 
     def __init__(self) -> None:
-        self.marks: dict[str, float] = {}
-        self.phase = "pool"  # where the request is now: pool, connect, tls, processing, transfer
+        self.phase = "resolve"  # resolve, connect, tls, processing, transfer
+        self.start: float | None = None
+        self.resolve = 0.0
+        self.connect = 0.0
+        self.tls = 0.0
 
-    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
-        now = time.perf_counter()
-        self.marks[event] = now
-        if event.endswith(".started"):
-            self.phase = _PHASE_OF_EVENT.get(event, self.phase)
-
-    def span(self, started: str, completed: str) -> float:
-        begin, end = self.marks.get(started), self.marks.get(completed)
-        return end - begin if begin is not None and end is not None else 0.0
-
-    def start(self) -> float | None:
-        for event in ("connection.connect_tcp.started", "http11.send_request_headers.started"):
-            if event in self.marks:
-                return self.marks[event]
-        return None
-
-    def phases(self, resolve: float, body_end: float | None) -> Phases:
-        headers_done = self.marks.get("http11.receive_response_headers.complete")
+    def phases(self, exchange: Exchange) -> Phases:
+        headers_end, body_end = exchange.headers_end, exchange.body_end
         return Phases(
-            resolve=resolve,
-            connect=max(
-                0.0,
-                self.span("connection.connect_tcp.started", "connection.connect_tcp.complete")
-                - resolve,
-            ),
-            tls=self.span("connection.start_tls.started", "connection.start_tls.complete"),
-            processing=self.span(
-                "http11.send_request_headers.started", "http11.receive_response_headers.complete"
-            ),
-            transfer=(body_end - headers_done)
-            if body_end is not None and headers_done is not None
-            else 0.0,
+            resolve=self.resolve,
+            connect=self.connect,
+            tls=self.tls,
+            processing=headers_end - exchange.sent_start if headers_end else 0.0,
+            transfer=body_end - headers_end if body_end else 0.0,
         )
-
-
-_PHASE_OF_EVENT = {
-    "connection.connect_tcp.started": "connect",
-    "connection.start_tls.started": "tls",
-    "http11.send_request_headers.started": "processing",
-    "http11.receive_response_body.started": "transfer",
-}
-
-
-class _UncontendedLock:
-    """Stands in for httpcore's per-connection request lock (an anyio lock: ~8% of the CPU
-    per probe under load): a session's connection is only ever used by the one task that
-    runs the journey, one request at a time, so there is nothing to wait for."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-
-class _Connection(httpcore.AsyncHTTPConnection):
-    """httpcore's connection, minus the request lock (tests pin the attribute's name)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._request_lock = _UncontendedLock()  # type: ignore[assignment]
 
 
 class HttpSession:
     """One journey run's connections. Use as `async with client.session() as session`."""
 
     def __init__(self, client: HttpClient, *, keep_alive: bool) -> None:
-        self._backend = _ResolvingBackend()
         self._client = client
         self._keep_alive = keep_alive
-        # One connection per origin, used by one step at a time: httpcore's connection pool
-        # (its locks, events and cancellation shields) costs CPU a probe does not need.
-        self._connections: dict[tuple[bytes, bytes, int], _Connection] = {}
+        # One connection per origin, used by one step at a time.
+        self._connections: dict[tuple[str, str, int], Http11Connection] = {}
 
     async def __aenter__(self) -> HttpSession:
         return self
@@ -393,37 +258,7 @@ class HttpSession:
     async def aclose(self) -> None:
         connections, self._connections = list(self._connections.values()), {}
         for connection in connections:
-            await connection.aclose()
-
-    async def _connection(self, origin: httpcore.Origin) -> _Connection:
-        """The origin's kept-alive connection if it is still usable, else a new one."""
-        key = (origin.scheme, origin.host, origin.port)
-        connection = self._connections.pop(key, None)
-        if connection is not None:
-            if connection.is_idle() and not connection.has_expired():
-                self._connections[key] = connection
-                return connection
-            await connection.aclose()
-        connection = _Connection(
-            origin=origin,
-            ssl_context=self._client.ssl_context if origin.scheme == b"https" else None,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=self._backend,
-        )
-        self._connections[key] = connection
-        return connection
-
-    async def _release(
-        self, origin: httpcore.Origin, connection: httpcore.AsyncHTTPConnection, *, reusable: bool
-    ) -> None:
-        if reusable and self._keep_alive and connection.is_idle():
-            return
-        key = (origin.scheme, origin.host, origin.port)
-        if self._connections.get(key) is connection:
-            del self._connections[key]
-        await connection.aclose()
+            connection.close()
 
     async def send(self, request: HttpRequest) -> HttpResponse | HttpFailure:
         """Send a request (following redirects if asked); never raises for target faults."""
@@ -495,109 +330,150 @@ class HttpSession:
         content: bytes | None,
         budget: float,
     ) -> HttpResponse | HttpFailure:
-        timeline = _Timeline()
-        body_end: float | None = None
-        self._backend.begin_request()
         try:
             target = _target(url, tuple(params.items()) if params else ())
             request_headers, body = _encode(target, headers, json_body, content)
+            raw_method = method.upper().encode("ascii")
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as error:
             return HttpFailure(Failure("other", redact(f"invalid request: {error}")), Phases(), 0.0)
         if budget <= 0:
             return HttpFailure(
                 Failure("timeout", f"timed out after {request.timeout:g}s"), Phases(), 0.0
             )
-        core_request = httpcore.Request(
-            method=method.encode("ascii"),
-            url=target.core_url,
-            headers=request_headers,
-            content=body,
-            extensions={
-                "timeout": {"connect": budget, "read": budget, "write": budget, "pool": budget},
-                "trace": timeline,
-            },
-        )
-        cap = request.max_body_size
-        origin = target.core_url.origin
-        connection = await self._connection(origin)
+        timeline = _Timeline()
+        exchange = Exchange()
+        connection = self._connections.pop(target.origin, None)
+        if connection is not None and not connection.reusable:
+            connection.close()
+            connection = None
+        done = False
         try:
             async with asyncio.timeout(budget):
-                response = await connection.handle_async_request(core_request)
-                try:
-                    length = _content_length(response.headers)
-                    if length is not None and length > cap and _has_body(method, response.status):
-                        return self._too_large(cap, timeline)
-                    chunks: list[bytes] = []
-                    received = 0
-                    async for chunk in response.aiter_stream():
-                        received += len(chunk)
-                        if received > cap:
-                            return self._too_large(cap, timeline)
-                        chunks.append(chunk)
-                    body_end = time.perf_counter()
-                finally:
-                    await response.aclose()
-        except Exception as error:
-            await self._release(origin, connection, reusable=False)
-            failure = self._classify(error, timeline, request.timeout)
-            return HttpFailure(
-                failure,
-                timeline.phases(self._backend.resolve_seconds, None),
-                _elapsed(timeline, time.perf_counter()),
+                if connection is None:
+                    connection = await self._connect(target, timeline)
+                timeline.phase = "processing"
+                await connection.exchange(
+                    raw_method,
+                    target.raw_path,
+                    request_headers,
+                    body,
+                    request.max_body_size,
+                    exchange,
+                )
+            done = True
+        except BodyTooLarge:
+            failure = Failure(
+                "other", f"response body larger than max_body_size ({_size(request.max_body_size)})"
             )
-        await self._release(origin, connection, reusable=body_end is not None)
-        response_headers = [
-            (key.decode("latin-1"), value.decode("latin-1")) for key, value in response.headers
-        ]
+            return self._failed(failure, timeline, exchange)
+        except Exception as error:
+            return self._failed(
+                self._classify(error, timeline, exchange, request.timeout), timeline, exchange
+            )
+        finally:
+            if connection is not None:
+                if done and self._keep_alive and connection.reusable:
+                    self._connections[target.origin] = connection
+                else:
+                    connection.close()
+        assert connection is not None
+        ssl_object = connection.stream.ssl_object if target.scheme == "https" else None
+        start = timeline.start if timeline.start is not None else exchange.sent_start
         return HttpResponse(
-            status_code=response.status,
-            headers=response_headers,
-            body=b"".join(chunks),
-            phases=timeline.phases(self._backend.resolve_seconds, body_end),
-            duration=_elapsed(timeline, body_end),
+            status_code=exchange.status,
+            headers=[
+                (key.decode("latin-1"), value.decode("latin-1")) for key, value in exchange.headers
+            ],
+            body=exchange.body,
+            phases=timeline.phases(exchange),
+            duration=exchange.body_end - start,
             url=target.url,
-            cert_expiry=_cert_expiry(response.extensions.get("network_stream")),
+            cert_expiry=_cert_expiry(ssl_object),
         )
 
-    def _too_large(self, cap: int, timeline: _Timeline) -> HttpFailure:
-        failure = Failure("other", f"response body larger than max_body_size ({_size(cap)})")
-        return HttpFailure(
-            failure,
-            timeline.phases(self._backend.resolve_seconds, None),
-            _elapsed(timeline, time.perf_counter()),
-        )
+    async def _connect(self, target: _Target, timeline: _Timeline) -> Http11Connection:
+        """A new connection to the target's origin: resolve, connect, TLS — each timed."""
+        started = timeline.start = time.perf_counter()
+        if _is_ip_literal(target.host):
+            addresses, connecting = [target.host], started
+        else:
+            addresses = await self._resolve(target.host, target.port)
+            connecting = time.perf_counter()
+            timeline.resolve = connecting - started
+        timeline.phase = "connect"
+        last_error: OSError | None = None
+        for address in addresses:
+            try:
+                stream = await open_stream(address, target.port)
+                break
+            except OSError as error:
+                last_error = error
+        else:
+            assert last_error is not None
+            raise last_error
+        handshaking = time.perf_counter()
+        timeline.connect = handshaking - connecting
+        if target.scheme == "https":
+            timeline.phase = "tls"
+            await stream.start_tls(self._client.ssl_context, target.host)
+            timeline.tls = time.perf_counter() - handshaking
+        return Http11Connection(stream)
 
-    def _classify(self, error: Exception, timeline: _Timeline, timeout: float) -> Failure:
-        """The one place where an exception from the HTTP stack becomes a failure reason."""
-        phase = "resolve" if self._backend.resolving else timeline.phase
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        """The host's addresses in the resolver's order."""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except socket.gaierror as error:
+            raise _DnsFailure(f"cannot resolve {host!r}: {error.strerror or error}") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise _DnsFailure(f"cannot resolve {host!r}: no addresses")
+        return addresses
+
+    def _failed(self, failure: Failure, timeline: _Timeline, exchange: Exchange) -> HttpFailure:
+        now = time.perf_counter()
+        start = timeline.start if timeline.start is not None else exchange.sent_start
+        return HttpFailure(failure, timeline.phases(exchange), now - start if start else 0.0)
+
+    def _classify(
+        self, error: Exception, timeline: _Timeline, exchange: Exchange, timeout: float
+    ) -> Failure:
+        """The one place where an error from the HTTP stack becomes a failure reason."""
+        phase = timeline.phase
+        if phase == "processing" and exchange.headers_end:
+            phase = "transfer"
         if isinstance(error, _DnsFailure) or (
             phase == "resolve" and isinstance(error, TimeoutError)
         ):
             return Failure(
                 "dns", redact(str(error) or f"DNS resolution timed out after {timeout:g}s")
             )
-        if isinstance(error, TimeoutError | httpcore.TimeoutException):
+        if isinstance(error, TimeoutError):
             return Failure(
                 "timeout", f"timed out after {timeout:g}s (during {_PHASE_WORDS[phase]})"
             )
-        reason = next(
-            (reason for kind, reason in EXCEPTION_REASONS.items() if isinstance(error, kind)),
-            "other",
-        )
-        if phase == "tls" or _caused_by(error, ssl.SSLError):
+        reason = REASON_OF_PHASE[phase]
+        if _caused_by(error, ssl.SSLError) or _caused_by(error, ssl.CertificateError):
             reason = "tls"
-        detail = _describe(error)
-        return Failure(reason, redact(f"{_PHASE_WORDS[phase]}: {detail}"))
+        return Failure(reason, redact(f"{_PHASE_WORDS[phase]}: {_describe(error)}"))
 
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """A parsed request URL, ready for httpcore."""
+    """A parsed request URL, ready to send."""
 
     url: str
-    core_url: httpcore.URL
-    host_header: bytes
     scheme: str
+    host: str  # as connected to: an IP literal without brackets, or an IDNA-encoded name
+    port: int
+    raw_path: bytes
+    host_header: bytes
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host, self.port)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -613,14 +489,28 @@ def _target(url: str, params: tuple[tuple[str, str], ...]) -> _Target:
         raise httpx.InvalidURL(f"no host in URL {url!r}")
     default_port = 443 if parsed.scheme == "https" else 80
     host = parsed.raw_host
-    if b":" in host:  # an IPv6 literal goes in brackets in the Host header
-        host = b"[" + host + b"]"
+    bracketed = b"[" + host + b"]" if b":" in host else host  # IPv6 literal in Host
     port = parsed.port
-    host_header = host if port in (None, default_port) else host + b":" + str(port).encode()
-    core_url = httpcore.URL(
-        scheme=parsed.raw_scheme, host=parsed.raw_host, port=port, target=parsed.raw_path
+    host_header = (
+        bracketed if port in (None, default_port) else bracketed + b":" + str(port).encode()
     )
-    return _Target(str(parsed), core_url, host_header, parsed.scheme)
+    return _Target(
+        url=str(parsed),
+        scheme=parsed.scheme,
+        host=host.decode("ascii"),
+        port=port or default_port,
+        raw_path=parsed.raw_path,
+        host_header=host_header,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -650,8 +540,15 @@ def _encode(
     return raw, body
 
 
+def _cert_expiry(ssl_object: ssl.SSLObject | None) -> float | None:
+    if ssl_object is None:
+        return None
+    certificate = ssl_object.getpeercert()
+    not_after = certificate.get("notAfter") if certificate else None
+    return float(ssl.cert_time_to_seconds(str(not_after))) if not_after else None
+
+
 _PHASE_WORDS = {
-    "pool": "connecting",
     "resolve": "resolving",
     "connect": "connecting",
     "tls": "TLS handshake",
@@ -672,7 +569,7 @@ def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
 
 
 def _describe(error: BaseException) -> str:
-    """The innermost useful message: httpcore wraps OS and SSL errors."""
+    """The innermost useful message: errors may wrap OS and SSL errors."""
     messages: list[str] = []
     current: BaseException | None = error
     while current is not None and len(messages) < 4:
@@ -693,42 +590,6 @@ def _redact_url(url: str) -> str:
     are masked in the URL as written, then again with its escapes decoded.
     """
     return redact(unquote(redact(url)))
-
-
-def _has_body(method: str, status: int) -> bool:
-    """Whether a response carries a body (RFC 9110 §6.4.1): not to HEAD, not 1xx/204/304.
-
-    Their Content-Length describes a body that is never sent, so the cap must not apply.
-    """
-    return method.upper() != "HEAD" and not (100 <= status < 200 or status in (204, 304))
-
-
-def _elapsed(timeline: _Timeline, end: float | None) -> float:
-    start = timeline.start()
-    if start is None or end is None:
-        return 0.0
-    return end - start
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for key, value in headers:
-        if key.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-def _cert_expiry(stream: Any) -> float | None:
-    if stream is None:
-        return None
-    ssl_object = stream.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    certificate = ssl_object.getpeercert()
-    not_after = certificate.get("notAfter") if certificate else None
-    return float(ssl.cert_time_to_seconds(not_after)) if not_after else None
 
 
 def _size(size: int) -> str:

@@ -1,37 +1,35 @@
-"""A network backend for httpcore written directly on asyncio's transports and protocols.
+"""Byte streams on asyncio's transports and protocols: the sockets under `prober.http11`.
 
-httpcore's default backend goes through anyio: a task group and cancel scopes per
-connect, a `fail_after` scope per read and write. Under load that layer was a third of
-the prober's CPU per probe (py-spy, bench/daemon_throughput.py). This backend keeps
-httpcore (and h11's careful HTTP/1.1 parsing) and replaces only the sockets:
+No anyio, no per-read timeout scopes, no stream objects per operation: under load those
+layers (httpcore's default backend) were a third of the prober's CPU per probe (py-spy,
+bench/daemon_throughput.py). A request's single deadline is the caller's
+`asyncio.timeout`, which cancels whatever await is pending here.
 
-- `connect_tcp` → `loop.create_connection` with a small `Protocol` that buffers what
-  arrives; TCP_NODELAY is set by asyncio.
-- `read` returns buffered bytes or waits for the next `data_received`; reading is paused
-  while more than `READ_BUFFER_LIMIT` bytes wait, so a huge body cannot fill memory
+- `open_stream` → `loop.create_connection` with a small `Protocol` that buffers what
+  arrives (TCP_NODELAY is set by asyncio).
+- `Stream.read` returns buffered bytes or waits for the next `data_received`; reading is
+  paused while more than `READ_BUFFER_LIMIT` bytes wait, so a huge body cannot fill memory
   faster than the caller consumes it (the caller stops at its body cap).
-- `start_tls` → `loop.start_tls` (the handshake is timed by httpcore's trace).
-- Timeouts use `asyncio.timeout` (no extra task); errors are httpcore's own exception
-  types, as the anyio backend raises them, so the classification in `prober.http` does
-  not change.
+- `Stream.start_tls` → `loop.start_tls` on the same protocol.
+
+Errors are the operating system's and the ssl module's own (`OSError`, `ssl.SSLError`);
+`prober.http` classifies them by the phase they happened in.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
-from collections.abc import Iterable
-from typing import Any, cast
+from typing import cast
 
-import httpcore
-
-__all__ = ["READ_BUFFER_LIMIT", "AsyncioBackend"]
+__all__ = ["READ_BUFFER_LIMIT", "Stream", "open_stream"]
 
 READ_BUFFER_LIMIT = 256 * 1024
 
 
 class _BufferingProtocol(asyncio.Protocol):
+    __slots__ = ("_drained", "_reading_paused", "_waiter", "buffer", "eof", "error", "transport")
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
@@ -54,7 +52,9 @@ class _BufferingProtocol(asyncio.Protocol):
         ):
             self.transport.pause_reading()
             self._reading_paused = True
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -80,174 +80,83 @@ class _BufferingProtocol(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def take(self, max_bytes: int) -> bytes:
-        chunk = bytes(self.buffer[:max_bytes])
-        del self.buffer[:max_bytes]
-        if (
-            self._reading_paused
-            and len(self.buffer) <= READ_BUFFER_LIMIT // 2
-            and self.transport is not None
-        ):
+    def take(self) -> bytes:
+        chunk = bytes(self.buffer)
+        self.buffer.clear()
+        if self._reading_paused and self.transport is not None:
             self.transport.resume_reading()
             self._reading_paused = False
         return chunk
 
-    async def wait_readable(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
 
-    async def drained(self) -> None:
-        if self._drained is not None:
-            await self._drained
+class Stream:
+    """One connection's bytes. Reads wait for data; a peer's EOF reads as b''."""
 
+    __slots__ = ("_protocol", "_transport")
 
-class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, protocol: _BufferingProtocol) -> None:
         self._transport = transport
         self._protocol = protocol
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+    async def read(self) -> bytes:
+        """Whatever has arrived (waiting for something); b'' at the peer's EOF.
+
+        Raises the connection's error (e.g. `ConnectionResetError`) if it ended in one."""
         protocol = self._protocol
-        if not protocol.buffer and not protocol.eof:
+        while not protocol.buffer and not protocol.eof:
+            protocol._waiter = asyncio.get_running_loop().create_future()
             try:
-                async with asyncio.timeout(timeout):
-                    while not protocol.buffer and not protocol.eof:
-                        await protocol.wait_readable()
-            except TimeoutError:
-                raise httpcore.ReadTimeout("timed out while reading") from None
+                await protocol._waiter
+            finally:
+                protocol._waiter = None
         if protocol.buffer:
-            return protocol.take(max_bytes)
+            return protocol.take()
         if protocol.error is not None:
-            raise httpcore.ReadError(
-                str(protocol.error) or type(protocol.error).__name__
-            ) from protocol.error
+            raise protocol.error
         return b""
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
-        if self._transport.is_closing():
-            raise httpcore.WriteError("connection closed")
-        self._transport.write(buffer)
-        try:
-            async with asyncio.timeout(timeout):
-                await self._protocol.drained()
-        except TimeoutError:
-            raise httpcore.WriteTimeout("timed out while writing") from None
-        if self._protocol.error is not None:
-            raise httpcore.WriteError(str(self._protocol.error)) from self._protocol.error
+    async def write(self, data: bytes) -> None:
+        if self._transport.is_closing() or self._protocol.eof:
+            if self._protocol.error is not None:
+                raise self._protocol.error
+            raise ConnectionResetError("connection closed by the peer")
+        self._transport.write(data)
+        if self._protocol._drained is not None:
+            await self._protocol._drained
+            if self._protocol.error is not None:
+                raise self._protocol.error
 
-    async def aclose(self) -> None:
-        if self._transport.get_extra_info("ssl_object") is not None:
-            # A graceful TLS close waits for the peer's close_notify (up to 30 s) before the
-            # socket is released; a probe has read what it needs, so it does not wait.
+    @property
+    def expired(self) -> bool:
+        """Closed by the peer, or bytes arrived unasked: not reusable for a next request."""
+        return self._protocol.eof or bool(self._protocol.buffer) or self._transport.is_closing()
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        return cast("ssl.SSLObject | None", self._transport.get_extra_info("ssl_object"))
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await loop.start_tls(
+                self._transport, self._protocol, context, server_hostname=server_hostname
+            )
+        except BaseException:
             self._transport.abort()
-        else:
-            self._transport.close()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport = await loop.start_tls(
-                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
-                )
-        except TimeoutError:
-            self._transport.close()
-            raise httpcore.ConnectTimeout("timed out during the TLS handshake") from None
-        except (ssl.SSLError, OSError, ConnectionError) as error:
-            self._transport.close()
-            raise httpcore.ConnectError(str(error)) from error
+            raise
         if transport is None:  # pragma: no cover - only for non-TLS-capable transports
-            raise httpcore.ConnectError("TLS is not supported on this connection")
-        self._protocol.transport = transport
-        return AsyncioStream(self._protocol.transport, self._protocol)
+            raise ssl.SSLError("TLS is not supported on this connection")
+        self._transport = self._protocol.transport = transport
 
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            # A keep-alive connection with bytes waiting or closed by the peer has expired.
-            return self._protocol.eof or bool(self._protocol.buffer)
-        if info == "client_addr":
-            return self._transport.get_extra_info("sockname")
-        if info == "server_addr":
-            return self._transport.get_extra_info("peername")
-        if info == "ssl_object":
-            return self._transport.get_extra_info("ssl_object")
-        if info == "socket":
-            return self._transport.get_extra_info("socket")
-        return None
+    def close(self) -> None:
+        # A graceful TLS close waits for the peer's close_notify (up to 30 s) before the
+        # socket is released, and a plain close waits to flush what is unsent to a peer
+        # that may be reading nothing: a probe has read what it needs, so it never waits.
+        self._transport.abort()
 
 
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        local = (local_address, 0) if local_address else None
-        try:
-            async with asyncio.timeout(timeout):
-                if socket_options:
-                    sock = await _connected_socket(host, port, local, socket_options)
-                    transport, protocol = await loop.create_connection(
-                        _BufferingProtocol, sock=sock
-                    )
-                else:
-                    transport, protocol = await loop.create_connection(
-                        _BufferingProtocol, host, port, local_addr=local
-                    )
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
-        except OSError as error:
-            raise httpcore.ConnectError(str(error)) from error
-        return AsyncioStream(transport, protocol)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_BufferingProtocol, path)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {path}") from None
-        except OSError as error:
-            raise httpcore.ConnectError(str(error)) from error
-        return AsyncioStream(transport, protocol)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-async def _connected_socket(
-    host: str, port: int, local: tuple[str, int] | None, socket_options: Iterable[Any]
-) -> socket.socket:
+async def open_stream(host: str, port: int) -> Stream:
+    """A TCP connection to an address (no name resolution: `prober.http` resolves)."""
     loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        for option in socket_options:
-            sock.setsockopt(*option)
-        sock.setblocking(False)
-        if local is not None:
-            sock.bind(local)
-        await loop.sock_connect(sock, (host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    transport, protocol = await loop.create_connection(_BufferingProtocol, host, port)
+    return Stream(transport, protocol)

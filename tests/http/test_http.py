@@ -1,14 +1,13 @@
 """prober.http: failures are classified, never raised; phases are timed; bodies are capped.
 
-Unit tests mock httpcore with respx (`respx.mock(using="httpcore")` patches
-`AsyncHTTPConnection.handle_async_request`, which is exactly what `HttpSession` calls).
-Everything else talks to real servers on 127.0.0.1 (see `helpers.py`).
+Error classification is unit-tested on `_classify` (the one place errors become reasons);
+everything else talks to real servers on 127.0.0.1 (see `helpers.py`), which can produce
+every fault the HTTP layer must survive on demand, so nothing here mocks the client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import socket
 import ssl
 import time
@@ -16,31 +15,28 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-import httpcore
 import httpx
 import pytest
-import respx
 import trustme
 
 from prober import redaction
 from prober.http import (
-    EXCEPTION_REASONS,
+    REASON_OF_PHASE,
     HttpClient,
     HttpFailure,
     HttpRequest,
     HttpResponse,
     _DnsFailure,
-    _ResolvingBackend,
     _Timeline,
 )
-from prober.results import REASONS, Phases
+from prober.http11 import Exchange, ProtocolFault
+from prober.results import REASONS, Failure, Phases
 
 from . import helpers
 from .helpers import RawServer, response
 
 integration = pytest.mark.integration
 
-MOCK_URL = "http://127.0.0.1:9/probe"  # never contacted: respx answers
 SLACK = 3.0  # seconds; generous upper bound on scheduling noise
 
 
@@ -155,90 +151,111 @@ def infos(*addresses: str, port: int = 80) -> list[tuple[Any, ...]]:
     ]
 
 
-# --- 1. respx: httpcore exceptions become failures ----------------------------------------
+# --- 1. errors become failures: one classification, by phase -----------------------------
 
-EXCEPTION_ROWS = [
-    (httpcore.ConnectTimeout("connect timed out"), "timeout"),
-    (httpcore.ReadTimeout("read timed out"), "timeout"),
-    (httpcore.WriteTimeout("write timed out"), "timeout"),
-    (httpcore.PoolTimeout("pool timed out"), "timeout"),
-    (httpcore.TimeoutException("timed out"), "timeout"),
-    (httpcore.ConnectError("connection refused"), "connect"),
-    (httpcore.ProxyError("proxy said no"), "connect"),
-    (httpcore.ReadError("connection reset by peer"), "other"),
-    (httpcore.WriteError("broken pipe"), "other"),
-    (httpcore.NetworkError("network went away"), "other"),
-    (httpcore.RemoteProtocolError("server disconnected"), "other"),
-    (httpcore.LocalProtocolError("illegal header"), "other"),
-    (httpcore.ProtocolError("protocol error"), "other"),
-    (httpcore.UnsupportedProtocol("unsupported scheme"), "other"),
-    (httpcore.ConnectionNotAvailable("not available"), "other"),
-    (TimeoutError("asyncio deadline"), "timeout"),
-    (ssl.SSLError(1, "handshake failure"), "tls"),
-    (OSError(99, "cannot assign address"), "other"),
-    (RuntimeError("unexpected"), "other"),
+
+def _ssl_wrapped() -> Exception:
+    try:
+        try:
+            raise ssl.SSLCertVerificationError(1, "certificate verify failed")
+        except ssl.SSLError as inner:
+            raise ConnectionError("handshake") from inner
+    except ConnectionError as outer:
+        return outer
+
+
+CLASSIFY_ROWS = [
+    # id, error, phase, headers received, reason
+    ("dns-failure", _DnsFailure("cannot resolve 'x'"), "resolve", False, "dns"),
+    ("timeout-while-resolving", TimeoutError(), "resolve", False, "dns"),
+    ("refused", ConnectionRefusedError(111, "Connection refused"), "connect", False, "connect"),
+    ("unreachable", OSError(101, "Network is unreachable"), "connect", False, "connect"),
+    ("timeout-connecting", TimeoutError(), "connect", False, "timeout"),
+    ("ssl-error", ssl.SSLError(1, "handshake failure"), "tls", False, "tls"),
+    ("reset-during-tls", ConnectionResetError(104, "reset"), "tls", False, "tls"),
+    ("timeout-during-tls", TimeoutError(), "tls", False, "timeout"),
+    ("wrapped-ssl-error-anywhere", _ssl_wrapped(), "processing", False, "tls"),
+    ("reset-waiting", ConnectionResetError(104, "reset"), "processing", False, "other"),
+    ("protocol-fault", ProtocolFault("invalid response: x"), "processing", False, "other"),
+    ("timeout-waiting", TimeoutError(), "processing", False, "timeout"),
+    ("reset-in-body", ConnectionResetError(104, "reset"), "processing", True, "other"),
+    ("timeout-in-body", TimeoutError(), "processing", True, "timeout"),
+    ("unexpected", RuntimeError("unexpected"), "processing", False, "other"),
 ]
 
 
+def classify(error: Exception, phase: str, headers_seen: bool, timeout: float = 1.0) -> Failure:
+    session = HttpClient().session(keep_alive=True)
+    timeline = _Timeline()
+    timeline.phase = phase
+    exchange = Exchange()
+    exchange.sent_start = 1.0
+    exchange.headers_end = 2.0 if headers_seen else 0.0
+    return session._classify(error, timeline, exchange, timeout)
+
+
 @pytest.mark.parametrize(
-    ("error", "reason"), EXCEPTION_ROWS, ids=[type(e).__name__ for e, _ in EXCEPTION_ROWS]
+    ("error", "phase", "headers_seen", "reason"),
+    [row[1:] for row in CLASSIFY_ROWS],
+    ids=[row[0] for row in CLASSIFY_ROWS],
 )
-def test_exception_from_pool_becomes_failure_reason(
-    client: HttpClient, error: Exception, reason: str
+def test_classify_by_phase_and_cause(
+    error: Exception, phase: str, headers_seen: bool, reason: str
 ) -> None:
-    """An exception out of the connection pool is returned as an HttpFailure with its reason."""
-    with respx.mock(using="httpcore", assert_all_called=True) as router:
-        route = router.get(MOCK_URL).mock(side_effect=error)
-        outcome = one(client, get(MOCK_URL))
-    assert route.call_count == 1
-    assert failure_of(outcome).failure.reason == reason
+    """_classify: the phase decides the reason; timeouts and SSL causes override it."""
+    assert classify(error, phase, headers_seen).reason == reason
 
 
 @pytest.mark.parametrize(
-    ("error", "expected"),
+    ("error", "phase", "headers_seen", "expected"),
     [
-        (httpcore.ReadTimeout("x"), "timed out after 2.5s"),
-        (httpcore.ReadError("peer went away"), "peer went away"),
-        (httpcore.ConnectError("nobody home"), "connecting"),
+        (TimeoutError(), "processing", False, "timed out after 2.5s (during waiting for"),
+        (TimeoutError(), "processing", True, "(during reading the body)"),
+        (ConnectionResetError(104, "peer went away"), "processing", False, "peer went away"),
+        (ConnectionRefusedError(111, "nobody home"), "connect", False, "connecting: "),
     ],
-    ids=["timeout-names-the-timeout", "error-text-kept", "phase-named"],
+    ids=["timeout-names-the-timeout", "timeout-names-the-phase", "error-text-kept", "phase-named"],
 )
-def test_failure_message_from_pool_exception(
-    client: HttpClient, monkeypatch: pytest.MonkeyPatch, error: Exception, expected: str
-) -> None:
+def test_failure_message(error: Exception, phase: str, headers_seen: bool, expected: str) -> None:
     """The failure message names the configured timeout, the error text and the phase."""
-
-    # Not respx: it re-raises side effects `from` its own SideEffectError, whose text
-    # (the route) is what the innermost-message rule of _describe would then report.
-    async def fail(self: Any, request: Any) -> Any:
-        raise error
-
-    monkeypatch.setattr(httpcore.AsyncHTTPConnection, "handle_async_request", fail)
-    outcome = one(client, get(MOCK_URL, timeout=2.5))
-    assert expected in failure_of(outcome).failure.message
+    assert expected in classify(error, phase, headers_seen, timeout=2.5).message
 
 
-def test_mocked_response_is_returned(client: HttpClient) -> None:
-    """A mocked 200 comes back as an HttpResponse with status, headers and body."""
-    with respx.mock(using="httpcore") as router:
-        router.get(MOCK_URL).respond(201, content=b"made", headers={"X-Id": "7"})
-        outcome = response_of(one(client, get(MOCK_URL)))
+def test_every_phase_has_a_known_reason() -> None:
+    """Every phase a request can fail in maps to one of results.REASONS."""
+    assert set(REASON_OF_PHASE) == set(Phases().as_dict())
+    assert set(REASON_OF_PHASE.values()) <= set(REASONS)
+
+
+# --- 2. real loopback servers: responses and redirects -------------------------------------
+
+
+@integration
+def test_response_is_returned(client: HttpClient) -> None:
+    """A response comes back as an HttpResponse with status, headers and body."""
+    with RawServer(helpers.fixed(response(201, b"made", (("X-Id", "7"),)))) as server:
+        outcome = response_of(one(client, get(server.url("/probe"))))
     assert (outcome.status_code, outcome.body, outcome.header("x-id")) == (201, b"made", "7")
 
 
-@pytest.mark.parametrize(
-    ("size", "cap", "ok"),
-    [(10, 10, True), (11, 10, False)],
-    ids=["at-cap", "over-cap"],
-)
-def test_mocked_body_cap_by_content_length(
-    client: HttpClient, size: int, cap: int, ok: bool
-) -> None:
-    """A body of exactly max_body_size is accepted; one byte more is a failure."""
-    with respx.mock(using="httpcore") as router:
-        router.get(MOCK_URL).respond(200, content=b"x" * size)
-        outcome = one(client, get(MOCK_URL, max_body_size=cap))
-    assert isinstance(outcome, HttpResponse) is ok
+@integration
+def test_request_is_sent_as_written(client: HttpClient) -> None:
+    """Method, path with query, headers, Host and a JSON body reach the server."""
+    with RawServer(helpers.fixed(response(200))) as server:
+        request = HttpRequest(
+            "post",
+            server.url("/chat?x=1"),
+            params={"y": "2"},
+            headers=(("X-Request-ID", "r-1"),),
+            json_body={"text": "hé"},
+        )
+        response_of(one(client, request))
+    [sent] = server.received
+    assert (sent.method, sent.target) == ("POST", "/chat?x=1&y=2")
+    assert sent.headers["host"] == f"127.0.0.1:{server.port}"
+    assert sent.headers["x-request-id"] == "r-1"
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.body == '{"text":"hé"}'.encode()
 
 
 REDIRECT_METHOD_ROWS = [
@@ -253,6 +270,7 @@ REDIRECT_METHOD_ROWS = [
 ]
 
 
+@integration
 @pytest.mark.parametrize(
     ("method", "status", "then", "body"),
     REDIRECT_METHOD_ROWS,
@@ -262,109 +280,52 @@ def test_redirect_method_rewriting(
     client: HttpClient, method: str, status: int, then: str, body: bytes
 ) -> None:
     """303 (and 301/302 after POST) become a bodyless GET; 307/308 keep method and body."""
-    with respx.mock(using="httpcore") as router:
-        router.route(url=MOCK_URL).respond(status, headers={"Location": "/next"})
-        target = router.route(url="http://127.0.0.1:9/next").respond(200)
+    table = {"/probe": response(status, headers=(("Location", "/next"),)), "/next": response(200)}
+    with RawServer(helpers.routes(table)) as server:
         content = b"payload" if method != "GET" else None
-        outcome = one(client, HttpRequest(method, MOCK_URL, content=content, follow_redirects=True))
-    sent = target.calls.last.request
-    assert (response_of(outcome).status_code, sent.method, sent.content) == (200, then, body)
+        request = HttpRequest(method, server.url("/probe"), content=content, follow_redirects=True)
+        outcome = one(client, request)
+    sent = server.received[-1]
+    assert (response_of(outcome).status_code, sent.target, sent.method, sent.body) == (
+        200,
+        "/next",
+        then,
+        body,
+    )
 
 
+@integration
 def test_redirect_drops_request_params(client: HttpClient) -> None:
     """Query params of the first request are not re-sent to the redirect target."""
-    with respx.mock(using="httpcore") as router:
-        router.route(url__startswith=MOCK_URL).respond(302, headers={"Location": "/next"})
-        target = router.route(url__startswith="http://127.0.0.1:9/next").respond(200)
-        one(client, get(MOCK_URL, params={"a": "1"}, follow_redirects=True))
-    assert target.calls.last.request.url.query == b""
+    table = {"/probe": response(302, headers=(("Location", "/next"),)), "/next": response(200)}
+    with RawServer(helpers.routes(table)) as server:
+        one(client, get(server.url("/probe"), params={"a": "1"}, follow_redirects=True))
+    assert [request.target for request in server.received] == ["/probe?a=1", "/next"]
 
 
-@pytest.mark.parametrize(
-    ("location", "kept"),
-    [("/next", True), ("http://127.0.0.2:9/next", False)],
-    ids=["same-origin-keeps", "other-origin-drops"],
-)
+@integration
+@pytest.mark.parametrize("other_origin", [False, True], ids=["same-origin-keeps", "other-drops"])
 def test_credentials_do_not_follow_a_redirect_to_another_origin(
-    client: HttpClient, location: str, kept: bool
+    client: HttpClient, other_origin: bool
 ) -> None:
     """Authorization and Cookie follow a redirect only within the same origin."""
-    with respx.mock(using="httpcore") as router:
-        router.route(url=MOCK_URL).respond(302, headers={"Location": location})
-        target = router.route(path="/next").respond(200)
+    table = {"/next": response(200)}
+    with RawServer(helpers.routes(table)) as server:
+        # `localhost` and `127.0.0.1` reach the same server but are different origins.
+        host = "localhost" if other_origin else "127.0.0.1"
+        table["/probe"] = response(
+            302, headers=(("Location", f"http://{host}:{server.port}/next"),)
+        )
         request = HttpRequest(
             "GET",
-            MOCK_URL,
+            server.url("/probe"),
             follow_redirects=True,
             headers=(("Authorization", "Bearer t"), ("Cookie", "s=1"), ("X-Other", "x")),
         )
-        one(client, request)
-    sent = target.calls.last.request.headers
+        response_of(one(client, request))
+    sent = server.received[-1].headers
+    kept = not other_origin
     assert ("authorization" in sent, "cookie" in sent, sent.get("x-other")) == (kept, kept, "x")
-
-
-def test_every_httpcore_exception_is_mapped() -> None:
-    """Every exception class httpcore exports has a reason (a new httpcore must fail here)."""
-    exported = {
-        value
-        for _, value in inspect.getmembers(httpcore, inspect.isclass)
-        if issubclass(value, Exception)
-    }
-    assert len(exported) >= 15  # the enumeration itself works
-    assert exported - set(EXCEPTION_REASONS) == set()
-
-
-def test_every_mapped_reason_is_known() -> None:
-    """Every reason in EXCEPTION_REASONS is one of results.REASONS."""
-    assert set(EXCEPTION_REASONS.values()) <= set(REASONS)
-
-
-def test_exception_mapping_is_ordered_subclass_first() -> None:
-    """No class in EXCEPTION_REASONS is shadowed by an earlier base class with another reason."""
-    kinds = list(EXCEPTION_REASONS)
-    shadowed = [
-        (later.__name__, earlier.__name__)
-        for i, later in enumerate(kinds)
-        for earlier in kinds[:i]
-        if issubclass(later, earlier) and EXCEPTION_REASONS[later] != EXCEPTION_REASONS[earlier]
-    ]
-    assert shadowed == []
-
-
-def _ssl_wrapped() -> Exception:
-    try:
-        try:
-            raise ssl.SSLCertVerificationError(1, "certificate verify failed")
-        except ssl.SSLError as inner:
-            raise httpcore.ConnectError("handshake") from inner
-    except httpcore.ConnectError as outer:
-        return outer
-
-
-CLASSIFY_ROWS = [
-    ("wrapped-ssl-error", _ssl_wrapped(), "connect", False, "tls"),
-    ("read-error-during-tls", httpcore.ReadError("eof"), "tls", False, "tls"),
-    ("timeout-during-tls-is-timeout", httpcore.ConnectTimeout("slow"), "tls", False, "timeout"),
-    ("timeout-while-resolving", TimeoutError(), "connect", True, "dns"),
-    ("dns-failure", _DnsFailure("cannot resolve 'x'"), "connect", False, "dns"),
-    ("connect-error", httpcore.ConnectError("refused"), "connect", False, "connect"),
-]
-
-
-@pytest.mark.parametrize(
-    ("error", "phase", "resolving", "reason"),
-    [row[1:] for row in CLASSIFY_ROWS],
-    ids=[row[0] for row in CLASSIFY_ROWS],
-)
-def test_classify_refines_by_phase_and_cause(
-    error: Exception, phase: str, resolving: bool, reason: str
-) -> None:
-    """_classify: SSL causes and the TLS phase give `tls`, a resolving timeout gives `dns`."""
-    session = HttpClient().session(keep_alive=True)
-    timeline = _Timeline()
-    timeline.phase = phase
-    session._backend.resolving = resolving
-    assert session._classify(error, timeline, 1.0).reason == reason
 
 
 # --- requests that never reach the network ------------------------------------------------
@@ -648,83 +609,40 @@ def test_resolution_timeout_is_dns(client: HttpClient) -> None:
     assert failure_of(outcome).failure.reason == "dns"
 
 
-class _FakeInner:
-    """Stands in for the AnyIO backend: refuses the addresses in `refuse`."""
-
-    def __init__(self, refuse: dict[str, Exception]) -> None:
-        self.refuse = refuse
-        self.tried: list[str] = []
-
-    async def connect_tcp(self, host: str, port: int, *args: Any) -> Any:
-        self.tried.append(host)
-        if host in self.refuse:
-            raise self.refuse[host]
-        return f"stream to {host}"
-
-
-BACKEND_ROWS = [
-    ("first-works", ["127.0.0.1", "::1"], {}, ["127.0.0.1"], "stream to 127.0.0.1"),
-    (
-        "falls-back-after-refusal",
-        ["::1", "127.0.0.1"],
-        {"::1": httpcore.ConnectError("refused")},
-        ["::1", "127.0.0.1"],
-        "stream to 127.0.0.1",
-    ),
-    (
-        "falls-back-after-timeout",
-        ["::1", "127.0.0.1"],
-        {"::1": httpcore.ConnectTimeout("slow")},
-        ["::1", "127.0.0.1"],
-        "stream to 127.0.0.1",
-    ),
-    ("duplicates-tried-once", ["127.0.0.1", "127.0.0.1"], {}, ["127.0.0.1"], "stream to 127.0.0.1"),
-    (
-        "all-refuse-raises-last",
-        ["::1", "127.0.0.1"],
-        {"::1": httpcore.ConnectTimeout("slow"), "127.0.0.1": httpcore.ConnectError("refused")},
-        ["::1", "127.0.0.1"],
-        httpcore.ConnectError,
-    ),
+FALLBACK_ROWS = [
+    # id, addresses the name resolves to (the server listens on 127.0.0.1 only), outcome
+    ("first-works", ["127.0.0.1", "127.0.0.2"], 200),
+    ("falls-back-after-refusal", ["127.0.0.2", "127.0.0.1"], 200),
+    ("duplicates-tried-once", ["127.0.0.2", "127.0.0.2"], "connect"),
+    ("all-refuse-is-connect", ["127.0.0.2", "127.0.0.3"], "connect"),
 ]
 
 
+@integration
 @pytest.mark.parametrize(
-    ("addresses", "refuse", "tried", "expected"),
-    [r[1:] for r in BACKEND_ROWS],
-    ids=[r[0] for r in BACKEND_ROWS],
+    ("addresses", "expected"), [r[1:] for r in FALLBACK_ROWS], ids=[r[0] for r in FALLBACK_ROWS]
 )
-def test_resolving_backend_tries_addresses_in_order(
-    addresses: list[str], refuse: dict[str, Exception], tried: list[str], expected: Any
+def test_resolved_addresses_are_tried_in_order(
+    client: HttpClient, addresses: list[str], expected: int | str
 ) -> None:
-    """_ResolvingBackend connects to each resolved address in turn until one works."""
-
-    async def main() -> Any:
-        asyncio.get_running_loop().getaddrinfo = fake_getaddrinfo(infos(*addresses))  # type: ignore[method-assign]
-        backend = _ResolvingBackend()
-        backend._inner = _FakeInner(refuse)  # type: ignore[assignment]
-        try:
-            outcome: Any = await backend.connect_tcp("multi.test", 80)
-        except Exception as error:
-            outcome = type(error)
-        return outcome, backend._inner.tried, backend.resolving  # type: ignore[attr-defined]
-
-    outcome, actually_tried, resolving = asyncio.run(main())
-    assert (outcome, actually_tried, resolving) == (expected, tried, False)
+    """A name's addresses are connected to in the resolver's order until one answers."""
+    with RawServer(helpers.fixed(response(200))) as server:
+        fake = fake_getaddrinfo(infos(*addresses, port=server.port))
+        outcome = run_with_getaddrinfo(client, fake, get(f"http://multi.test:{server.port}/"))
+    if isinstance(outcome, HttpFailure):
+        assert outcome.failure.reason == expected
+    else:
+        assert outcome.status_code == expected
+    assert fake.hosts == ["multi.test"]  # type: ignore[attr-defined]
 
 
-def test_resolving_backend_skips_dns_for_ip_literal() -> None:
+@integration
+def test_ip_literal_is_not_looked_up(client: HttpClient) -> None:
     """An IP literal is not looked up and reports no resolve time."""
-
-    async def main() -> Any:
+    with RawServer(helpers.fixed(response(200))) as server:
         fake = fake_getaddrinfo(error=AssertionError("looked up"))
-        asyncio.get_running_loop().getaddrinfo = fake  # type: ignore[method-assign]
-        backend = _ResolvingBackend()
-        backend._inner = _FakeInner({})  # type: ignore[assignment]
-        stream = await backend.connect_tcp("127.0.0.1", 80)
-        return stream, fake.hosts, backend.resolve_seconds  # type: ignore[attr-defined]
-
-    assert asyncio.run(main()) == ("stream to 127.0.0.1", [], 0.0)
+        outcome = response_of(run_with_getaddrinfo(client, fake, get(server.url())))
+    assert (outcome.status_code, fake.hosts, outcome.phases.resolve) == (200, [], 0.0)  # type: ignore[attr-defined]
 
 
 # --- 6. TLS -------------------------------------------------------------------------------
@@ -938,14 +856,3 @@ def test_header_lookup_is_case_insensitive(name: str, value: str | None) -> None
         b"", ("Content-Type", "a/b"), ("set-cookie", "x=1"), ("SET-COOKIE", "y=2")
     )
     assert response_.header(name) == value
-
-
-def test_connection_request_lock_is_replaced() -> None:
-    """httpcore still names the lock we replace (an upgrade that renames it must fail here)."""
-    import prober.http as http_module
-
-    origin = httpcore.URL("http://127.0.0.1:1/").origin
-    plain = httpcore.AsyncHTTPConnection(origin=origin)
-    ours = http_module._Connection(origin=origin)
-    assert type(plain._request_lock).__name__ == "AsyncLock"
-    assert isinstance(ours._request_lock, http_module._UncontendedLock)
