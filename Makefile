@@ -3,11 +3,14 @@
 #   make test   set up with dev extras, then lint, type-check and run every test
 # and one more for the CI gate:
 #   make demo-once   start the sample API, run `prober run-once` against it, print the summary
+# Deployment (README "Deployment"):
+#   make image         docker build the production image (Dockerfile), tagged prober:VERSION
+#   make chart-assets  regenerate the Helm chart's PrometheusRule and Grafana dashboard
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo demo-once test lint bench golden clean
+.PHONY: demo demo-once test lint bench golden clean image chart-assets
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +47,25 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/step_overhead.py
 	$(BIN)/python bench/daemon_throughput.py
 	$(BIN)/python bench/slo_store.py
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= prober:$(VERSION)
+CHART   := helm/prober
+
+# The production image. Needs Docker (no test does): push it and set the chart's image.*.
+image:
+	docker build --tag $(IMAGE) --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+
+# The chart ships `prober rules` and `prober dashboard` output for its default config
+# (values.yaml `config`); tests/deploy checks the shipped copies equal a fresh generation.
+chart-assets: $(VENV)/.installed
+	@mkdir -p $(CHART)/files; config=$$(mktemp --suffix=.yaml); trap 'rm -f $$config' EXIT; \
+	$(BIN)/python -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(open("$(CHART)/values.yaml"))["config"])' >$$config && \
+	$(BIN)/prober rules -c $$config --format prometheusrule -o $(CHART)/files/prometheusrule.yaml && \
+	$(BIN)/prober dashboard -c $$config -o $(CHART)/files/dashboard.json && \
+	git status --short $(CHART)/files
 
 clean:
 	rm -rf $(VENV) build *.egg-info
