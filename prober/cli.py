@@ -146,6 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.jsonl",
         help="recorded results, one JSON object a line (PROBER_EVENTS)",
     )
+    rules = commands.add_parser(
+        "rules", help="Prometheus recording and alerting rules for every SLO and rule"
+    )
+    with_config(rules)
+    rules.add_argument(
+        "--format",
+        choices=("prometheus", "prometheusrule"),
+        default=_env("FORMAT", "prometheus"),
+        dest="rule_format",
+        help="a rule file (default) or a Prometheus Operator PrometheusRule (PROBER_FORMAT)",
+    )
+    rules.add_argument(
+        "--inhibit-rules",
+        action="store_true",
+        default=_env_flag("INHIBIT_RULES"),
+        help="write the Alertmanager inhibit_rules snippet instead (PROBER_INHIBIT_RULES)",
+    )
+    _output_flag(rules)
+    dashboard = commands.add_parser("dashboard", help="a Grafana dashboard for the config")
+    with_config(dashboard)
+    _output_flag(dashboard)
     export = commands.add_parser(
         "export", help="write the recorded journey results as JSON lines (the replay input)"
     )
@@ -163,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the results of the last DURATION, e.g. 2h (default all) (PROBER_SINCE)",
     )
     return parser
+
+
+def _env_flag(name: str) -> bool:
+    return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _output_flag(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "-o",
+        "--output",
+        default=_env("OUTPUT"),
+        metavar="FILE",
+        help="write here instead of to standard output (PROBER_OUTPUT)",
+    )
 
 
 def _daemon_flags(sub: argparse.ArgumentParser, *, default_listen: str) -> None:
@@ -207,6 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "rules":
+            return _rules(args)
+        if args.command == "dashboard":
+            return _dashboard(args)
     except ConfigError as error:
         for issue in error.issues:
             print(redact(str(issue)), file=sys.stderr)
@@ -305,6 +344,51 @@ def _export(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     except BrokenPipeError:  # `prober export | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from prober.config import load_config
+    from prober.slos import engine_spec
+    from slo.promrules import generate_rules, render_inhibit_rules, render_rules
+
+    if args.rule_format not in ("prometheus", "prometheusrule"):  # PROBER_FORMAT is not checked
+        raise UsageError(f"--format must be prometheus or prometheusrule, got {args.rule_format!r}")
+    if args.inhibit_rules and args.rule_format != "prometheus":
+        raise UsageError("--inhibit-rules writes an Alertmanager snippet: it takes no --format")
+    spec = engine_spec(load_config(args.config))
+    if args.inhibit_rules:
+        return _write_output(args.output, render_inhibit_rules(spec))
+    rule_set = generate_rules(spec)
+    for skipped in rule_set.skipped:
+        print(
+            f"prober: rule {skipped.name} ({skipped.expression}) is not translated:"
+            f" {skipped.reason}",
+            file=sys.stderr,
+        )
+    return _write_output(args.output, render_rules(rule_set, args.rule_format))
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from prober.config import load_config
+    from prober.slos import engine_spec
+    from slo.dashboard import generate_dashboard, render_dashboard
+
+    spec = engine_spec(load_config(args.config))
+    return _write_output(args.output, render_dashboard(generate_dashboard(spec)))
+
+
+def _write_output(path: str | None, text: str) -> int:
+    """`text` to the file, or to standard output without one."""
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return EXIT_OK
+    try:
+        with open(path, "w", encoding="utf-8") as output:
+            output.write(text)
+    except OSError as error:
+        raise UsageError(f"--output: cannot write {path}: {error.strerror}") from None
     return EXIT_OK
 
 

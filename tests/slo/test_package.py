@@ -29,7 +29,16 @@ def test_all_is_unique_and_complete() -> None:
     """`slo.__all__` (kept sorted by ruff's RUF022) names each public name once, and each exists."""
     assert len(slo.__all__) == len(set(slo.__all__))
     assert all(hasattr(slo, name) for name in slo.__all__)
-    modules = ("alerting", "budget", "engine", "policies", "rules", "windows")
+    modules = (
+        "alerting",
+        "budget",
+        "dashboard",
+        "engine",
+        "policies",
+        "promrules",
+        "rules",
+        "windows",
+    )
     public = {name for module in modules for name in getattr(slo, module).__all__}
     assert set(slo.__all__) == public
 
