@@ -47,10 +47,12 @@ EXPECTED_OBJECTS = {
     ],
     "full": [
         ("ConfigMap", RELEASE),
+        ("ConfigMap", f"{RELEASE}-dashboard"),
         ("Deployment", RELEASE),
         ("NetworkPolicy", RELEASE),
         ("PersistentVolumeClaim", RELEASE),
         ("PodDisruptionBudget", RELEASE),
+        ("PrometheusRule", RELEASE),
         ("Service", RELEASE),
         ("ServiceAccount", "prober-sa"),
         ("ServiceMonitor", RELEASE),
@@ -133,8 +135,7 @@ def test_every_object_validates(rendered: Rendered) -> None:
 
 def test_validators_reject_an_unknown_field(chart: helm.Chart) -> None:
     """The validation above can fail: a misspelt field is refused in core and CRD kinds."""
-    own_rules = {"enabled": True, "content": yaml.safe_dump(OWN_RULES)}
-    objects = render(chart, full_values() | {"prometheusRule": own_rules}).objects
+    objects = render(chart, full_values()).objects
     deployment = next(obj for obj in objects if obj["kind"] == "Deployment")
     deployment["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
     with pytest.raises(kubernetes_validate.ValidationError, match="securityContxt"):
@@ -147,6 +148,41 @@ def test_validators_reject_an_unknown_field(chart: helm.Chart) -> None:
     rule["spec"]["groups"][0]["rules"][0]["for"] = "5 minutes"
     with pytest.raises(pydantic.ValidationError, match="for"):
         validate_custom_resource(rule)
+
+
+def test_shipped_rules_and_dashboard_are_current(tmp_path: Path) -> None:
+    """helm/prober/files/ holds what `prober rules` and `prober dashboard` write for the
+    chart's default config today (`make chart-assets` regenerates them)."""
+    config = tmp_path / "prober.yaml"
+    config.write_text(values_of("default")["config"], encoding="utf-8")
+    for command, shipped in (
+        (("rules", "--format", "prometheusrule"), "prometheusrule.yaml"),
+        (("dashboard",), "dashboard.json"),
+    ):
+        fresh = tmp_path / shipped
+        result = run_prober(*command, "-c", str(config), "-o", str(fresh))
+        assert result.returncode == 0, result.stderr
+        current = (CHART / "files" / shipped).read_text(encoding="utf-8")
+        assert current == fresh.read_text(encoding="utf-8"), (
+            f"helm/prober/files/{shipped} is stale: run `make chart-assets` and review the diff"
+        )
+
+
+def test_shipped_rules_and_dashboard_are_installed(chart: helm.Chart, tmp_path: Path) -> None:
+    """The PrometheusRule carries the shipped rules (valid for `promtool check rules`); the
+    dashboard ConfigMap carries the shipped JSON as it is, for the Grafana sidecar."""
+    out = render(chart, full_values())
+    shipped = yaml.safe_load((CHART / "files" / "prometheusrule.yaml").read_text(encoding="utf-8"))
+    rule = out.one("PrometheusRule")
+    assert rule["spec"] == shipped["spec"]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    result = promtool_check_rules(rule["spec"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    dashboard = out.one("ConfigMap", f"{RELEASE}-dashboard")
+    text = (CHART / "files" / "dashboard.json").read_text(encoding="utf-8")
+    assert dashboard["data"]["prober-dashboard.json"] == text
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "SLOs"}
+    assert len(yaml.safe_dump(dashboard).encode()) < 1024 * 1024  # a ConfigMap's limit
 
 
 # ---------------------------------------------------------------------- the pod
