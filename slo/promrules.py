@@ -124,7 +124,7 @@ def prometheus_duration(seconds: float) -> str:
     if milliseconds % 1000:
         return f"{milliseconds}ms"
     whole = milliseconds // 1000
-    for unit, size in _DURATION_UNITS:  # one unit when one fits exactly: 30d, not 4w2d
+    for unit, size in _DURATION_UNITS[:-1]:  # one unit when one fits exactly: 30d, not 4w2d
         if whole % size == 0:
             return f"{whole // size}{unit}"
     parts = []
