@@ -126,6 +126,11 @@ class Http11Connection:
             try:
                 event = connection.next_event()
             except h11.RemoteProtocolError as error:
+                if connection.their_state is h11.SEND_RESPONSE and "too long" in str(error):
+                    # h11's words for a head past max_incomplete_event_size.
+                    raise ProtocolFault(
+                        f"invalid response: head larger than {MAX_HEAD_SIZE // 1024} KiB"
+                    ) from None
                 raise ProtocolFault(f"invalid response: {error}") from None
             if event is h11.NEED_DATA:
                 data = await self.stream.read()
