@@ -352,36 +352,155 @@ class AlertRule(Model):
         return self.window if self.window is not None else DEFAULT_RULE_WINDOW
 
 
+# ---------------------------------------------------------------------------- notifiers
+# Defaults of `alerting.notifiers[]` (see `prober.notify`; decisions in its docstring).
+DEFAULT_RESEND_INTERVAL = 60.0
+DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
+DEFAULT_DEAD_LETTER_AFTER = 24 * 3600.0
+DEFAULT_BACKOFF_INITIAL = 1.0
+DEFAULT_BACKOFF_MAX = 300.0
+DEFAULT_NOTIFY_TIMEOUT = 10.0
+DEFAULT_FLAP_MAX_CHANGES = 6
+DEFAULT_FLAP_WINDOW = 3600.0
+DEFAULT_FLAP_SETTLE = 1800.0
+
+
+def _env_or_secret_template(value: object) -> str:
+    """A notifier setting: literal text, or `${env.NAME}` / `${secret.NAME}` (read when the
+    daemon builds the notifier). The value itself is never echoed: it may be a secret."""
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    try:
+        template = compile_template(value)
+    except TemplateSyntaxError:
+        raise ValueError(
+            "malformed ${...}: only ${env.NAME} and ${secret.NAME} work here"
+        ) from None
+    if any(variable.kind not in ("env", "secret") for variable in template.variables()):
+        raise ValueError("only ${env.NAME} and ${secret.NAME} can be used in a notifier setting")
+    return value
+
+
+def _check_url_template(value: str) -> str:
+    """A URL, checked now when it is written out (a `${...}` one when it is read)."""
+    if "${" not in value and not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _url_template(value: object) -> str:
+    return _check_url_template(_env_or_secret_template(value))
+
+
+def _url_templates(value: object) -> tuple[str, ...]:
+    """One URL or a list of them, as a tuple; an error names the bad item."""
+    if isinstance(value, str):
+        return (_url_template(value),)
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError("expected a URL or a non-empty list of URLs")
+    urls = []
+    for index, item in enumerate(value):
+        try:
+            urls.append(_url_template(item))
+        except ValueError as error:
+            raise ValueError(f"[{index}] {error}") from None
+    return tuple(urls)
+
+
+SettingTemplate = Annotated[str, PlainValidator(_env_or_secret_template)]
+UrlTemplate = Annotated[str, PlainValidator(_url_template)]
+UrlTemplates = Annotated[tuple[str, ...], PlainValidator(_url_templates)]
+
+
+class FlapHold(Model):
+    """More than `max_changes` state changes of one alert within `window`: further changes
+    are held (not sent) until the alert keeps one state for `settle`, then summarised."""
+
+    max_changes: int = Field(DEFAULT_FLAP_MAX_CHANGES, ge=1)
+    window: Duration = Field(DEFAULT_FLAP_WINDOW, gt=0)
+    settle: Duration = Field(DEFAULT_FLAP_SETTLE, gt=0)
+
+
 class _Notifier(Model):
+    #: The `notifier` label and the outbox's key; defaults to the type (two notifiers of
+    #: one type must be named).
+    name: Name | None = None
     severities: tuple[Severity, ...] = ("critical", "warning", "info")
+    timeout: Duration = Field(DEFAULT_NOTIFY_TIMEOUT, gt=0)
+    backoff_initial: Duration = Field(DEFAULT_BACKOFF_INITIAL, gt=0)
+    backoff_max: Duration = Field(DEFAULT_BACKOFF_MAX, gt=0)
+    dead_letter_after: Duration = Field(DEFAULT_DEAD_LETTER_AFTER, gt=0)
+    tls_verify: bool = True
+    tls_ca_file: str | None = None
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isfile(value):
+            raise ValueError(f"no such file {value!r}")
+        return value
+
+    def name_or_type(self) -> str:
+        return self.name or str(getattr(self, "type", ""))
+
+    def secret_settings(self) -> tuple[str, ...]:
+        """Settings whose values are secrets however they are written (not only `${secret.X}`)."""
+        return ()
+
+
+class _PersonNotifier(_Notifier):
+    """A notifier a person reads: repeats at most every `repeat_interval`; flapping held."""
+
+    repeat_interval: Duration = Field(DEFAULT_REPEAT_INTERVAL, gt=0)
+    flapping: FlapHold = Field(default_factory=FlapHold)
 
 
 class AlertmanagerNotifier(_Notifier):
     type: Literal["alertmanager"]
-    url: str | tuple[str, ...]
-    resend_interval: Duration = Field(60.0, gt=0)
+    #: One URL, or every URL of an HA cluster (each receives every alert).
+    url: UrlTemplates
+    resend_interval: Duration = Field(DEFAULT_RESEND_INTERVAL, gt=0)
 
 
-class SlackNotifier(_Notifier):
+class SlackNotifier(_PersonNotifier):
     type: Literal["slack"]
-    webhook_url: str
+    webhook_url: UrlTemplate
+
+    def secret_settings(self) -> tuple[str, ...]:
+        return (self.webhook_url,)  # its path carries the token
 
 
-class WebhookNotifier(_Notifier):
+class WebhookNotifier(_PersonNotifier):
     type: Literal["webhook"]
-    url: str
-    hmac_secret: str | None = None
+    url: UrlTemplate
+    hmac_secret: SettingTemplate | None = None
+
+    def secret_settings(self) -> tuple[str, ...]:
+        return () if self.hmac_secret is None else (self.hmac_secret,)
 
 
-class EmailNotifier(_Notifier):
+class EmailNotifier(_PersonNotifier):
     type: Literal["email"]
     smtp_host: str
     smtp_port: int = Field(587, ge=1, le=65535)
     sender: str = Field(alias="from")
     to: tuple[str, ...] = Field(min_length=1)
-    username: str | None = None
-    password: str | None = None
+    username: SettingTemplate | None = None
+    password: SettingTemplate | None = None
     starttls: bool = True
+
+    @model_validator(mode="after")
+    def _auth_needs_tls(self) -> EmailNotifier:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set both 'username' and 'password', or neither")
+        if self.password is not None and not self.starttls:
+            raise ValueError(
+                "SMTP auth needs 'starttls: true': the password must not cross in clear"
+            )
+        return self
+
+    def secret_settings(self) -> tuple[str, ...]:
+        return () if self.password is None else (self.password,)
 
 
 Notifier = Annotated[
@@ -396,6 +515,16 @@ class Alerting(Model):
     burn_rate_policies: tuple[BurnRatePolicy, ...] = DEFAULT_BURN_RATE_POLICIES
     rules: tuple[AlertRule, ...] = ()
     notifiers: tuple[Notifier, ...] = ()
+    #: Where people reach this prober's status page (links in notifications); default
+    #: `http://HOSTNAME:PORT/` of the listen address.
+    external_url: str | None = None
+
+    @field_validator("external_url")
+    @classmethod
+    def _external_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
 
 
 class ProberConfig(BaseSettings):
@@ -516,6 +645,17 @@ def _issue_order(issue: ConfigIssue) -> tuple[Any, ...]:
 
 
 def _register_secrets(config: ProberConfig, environ: Mapping[str, str]) -> None:
+    for notifier in config.alerting.notifiers:
+        for setting in notifier.secret_settings():
+            if "${" not in setting:
+                register_secret(setting)  # a literal Slack URL, password or HMAC key is one too
+        for name in type(notifier).model_fields:
+            value = getattr(notifier, name)
+            for text in value if isinstance(value, tuple) else (value,):
+                if isinstance(text, str) and "${" in text:
+                    for variable in compile_template(text).variables():
+                        if variable.kind == "secret" and variable.name in environ:
+                            register_secret(environ[variable.name])
     for journey in config.journeys:
         for step in journey.steps:
             for _, value in step.templates():
@@ -537,6 +677,7 @@ _ALL_FIELDS = sorted(
             Slo,
             BurnRatePolicy,
             AlertRule,
+            FlapHold,
             AlertmanagerNotifier,
             SlackNotifier,
             WebhookNotifier,
@@ -646,6 +787,7 @@ def _cross_reference_issues(raw: dict[str, Any]) -> Iterator[ConfigIssue]:
                     + _choices(item["step"], steps_by_journey[journey_name]),
                 )
     yield from _rule_capture_issues(raw, journeys)
+    yield from _notifier_name_issues(raw)
     slo_names = [slo.get("name") for slo in raw.get("slos") or () if isinstance(slo, dict)]
     for index, name in enumerate(slo_names):
         if name is not None and name in slo_names[:index]:
@@ -678,6 +820,27 @@ def _rule_capture_issues(raw: dict[str, Any], journeys: list[Any]) -> Iterator[C
                 f"alerting.rules[{index}].when",
                 f"journey {rule['journey']!r} captures no {capture!r}" + _choices(capture, known),
             )
+
+
+def _notifier_name_issues(raw: dict[str, Any]) -> Iterator[ConfigIssue]:
+    """Notifier names (default: the type) are unique: they key the outbox and the metrics."""
+    alerting = raw.get("alerting")
+    notifiers = alerting.get("notifiers") if isinstance(alerting, dict) else None
+    seen: set[str] = set()
+    for index, notifier in enumerate(notifiers if isinstance(notifiers, list) else ()):
+        if not isinstance(notifier, dict):
+            continue
+        name = notifier.get("name") or notifier.get("type")
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            yield ConfigIssue(
+                f"alerting.notifiers[{index}].name",
+                f"duplicate notifier name {name!r}"
+                if notifier.get("name")
+                else f"a second {name} notifier: give each {name} notifier a 'name'",
+            )
+        seen.add(name)
 
 
 def _choices(name: str, known: set[str]) -> str:

@@ -17,6 +17,13 @@
   restores them, so budgets and alerts survive a restart, also after kill -9 (which loses
   at most the last second of runs). A failing write is logged and counted
   (`prober_state_errors_total`); probing goes on.
+- **Alert delivery** (`alerting.notifiers`, see `prober.notify`): each evaluation's alert
+  changes become outbox rows written in the same transaction as the alert state (an
+  in-memory outbox without a state file); one sender task per notifier channel delivers
+  them. The notifiers are built (their `${secret.X}` read) at start-up, where a problem is
+  a config error (exit 2), and at each reload, where it keeps the running ones. At
+  shutdown the senders get up to `grace` seconds to deliver what is queued; what is left
+  stays in the state file for the next start.
 - **Event-loop lag** is measured by a task that wakes every `LAG_TICK` seconds and
   notes how late it woke. A run that overlapped a lag spike above `LAG_SPIKE` is marked
   (`lag_affected` in its log line and status, `prober_lag_affected_runs_total`): latency
@@ -31,6 +38,7 @@ import gc
 import logging
 import math
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +50,7 @@ from prober.http import HttpClient, HttpRequest, HttpResponse
 from prober.journey import JourneyRunner
 from prober.logs import LOGGER, log_run
 from prober.metrics import ProberMetrics
+from prober.notify import Channel, NotificationService, build_channels
 from prober.results import RunResult
 from prober.scheduler import HostRateLimits, Scheduler
 from prober.server import StatusServer
@@ -149,15 +158,20 @@ class Daemon:
         self._scheduler: Scheduler | None = None
         self.engine = Engine(engine_spec(config))
         self._connectivity = ConnectivityCheck(None, None)
+        # Built here, before the loop runs: an unset notifier secret is a config error (exit 2).
+        self._channels = build_channels(config)
+        self.notify = NotificationService(self.metrics, publish=self.board.record_notifiers)
         # Opened here, before the loop runs: a bad state file is a start-up error (exit 2).
         self.store = StateStore.open(state_path) if state_path else None
+        #: Where alert state and the outbox are written: the state file, else memory.
+        self._alert_store = self.store if self.store is not None else StateStore.open(":memory:")
 
     def _build_runner(self, config: ProberConfig) -> JourneyRunner:
         client = HttpClient(verify=config.target.tls_verify, ca_file=config.target.tls_ca_file)
         limits = HostRateLimits(config.defaults.max_requests_per_second)
         return JourneyRunner(config, client, throttle=limits.acquire)
 
-    def _apply(self, config: ProberConfig) -> None:
+    def _apply(self, config: ProberConfig, channels: tuple[Channel, ...] = ()) -> None:
         self.config = config
         self._runner = self._build_runner(config)
         self._connectivity = ConnectivityCheck(
@@ -171,6 +185,7 @@ class Daemon:
         self.board.configure(
             config.service, {j.name: j.interval_or(config.defaults) for j in config.journeys}
         )
+        self.notify.configure(channels, self._external_url(config))
         assert self._scheduler is not None
         self._scheduler.update(config.journeys, config.defaults)
 
@@ -190,12 +205,34 @@ class Daemon:
         self.board.record(result, lag_affected=affected)
         log_run(result, lag_affected=affected, inconclusive=inconclusive)
 
+    def _external_url(self, config: ProberConfig) -> str:
+        """`alerting.external_url`, else this daemon's own address."""
+        if config.alerting.external_url:
+            return config.alerting.external_url
+        host, port = self.server.address if self.server is not None else self._listen
+        if host in ("0.0.0.0", "", "::"):
+            host = socket.gethostname()
+        return f"http://{host}:{port}/"
+
     def evaluate(self, now: float | None = None) -> None:
-        """One SLO evaluation: figures to metrics and status, transitions to the log (and
-        the alert state to the state file when it changed)."""
+        """One SLO evaluation: figures to metrics and status, transitions to the log, and
+        when alerts changed, the alert state and the notifications the changes cause to the
+        state file in one transaction (then the senders are woken)."""
         tick = self.engine.evaluate(time.time() if now is None else now)
-        if tick.transitions and self.store is not None:
-            self._persist(self.store.save_alerts(tick.alerts.to_records(), tick.now))
+        entries, notified = self.notify.plan(tick, self.engine.annotations)
+        if tick.transitions or entries or notified:
+            write = self._alert_store.save_alerts_with_notifications(
+                tick.alerts.to_records(), tick.now, entries, notified
+            )
+            self._persist(write)
+            if entries:
+                write.add_done_callback(
+                    lambda done: (
+                        None
+                        if done.cancelled() or done.exception()
+                        else self.notify.queued(entries)
+                    )
+                )
         self.metrics.observe_tick(tick)
         self.board.record_tick(tick, self.engine.annotations)
         for transition in tick.transitions:
@@ -325,6 +362,7 @@ class Daemon:
         """Validate the config file, then swap it in; keep the old one if it is bad."""
         try:
             config = load_config(self.config_path)
+            channels = build_channels(config)
         except ConfigError as error:
             self.metrics.reload_ok.set(0)
             LOGGER.error(
@@ -332,7 +370,7 @@ class Daemon:
                 extra={"path": self.config_path, "errors": [str(issue) for issue in error.issues]},
             )
             return False
-        self._apply(config)
+        self._apply(config, channels)
         self.metrics.reload_ok.set(1)
         LOGGER.info(f"config reloaded ({reason})", extra={"path": self.config_path})
         return True
@@ -366,8 +404,9 @@ class Daemon:
         ).start()
         host, port = self.server.address
         LOGGER.info("prober started", extra={"listen": f"{host}:{port}", "path": self.config_path})
-        self._apply(self.config)
+        self._apply(self.config, self._channels)
         await self.restore()
+        await self.notify.start(self._alert_store)
         _tune_garbage_collector()
         background = [
             loop.create_task(self.lag.run()),
@@ -386,13 +425,18 @@ class Daemon:
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if not await self.notify.drain(self.grace):
+            LOGGER.warning(
+                "shutting down with notifications queued: they are sent at the next start"
+            )
+        await self.notify.stop()
         self.server.stop()
         if self.store is not None:
             self.save_state(time.time())
-            try:
-                await self.store.close()
-            except StateError as error:
-                LOGGER.error(f"state file not saved at shutdown: {error}")
+        try:
+            await self._alert_store.close()
+        except StateError as error:
+            LOGGER.error(f"state file not saved at shutdown: {error}")
         LOGGER.info("stopped" if drained else "stopped; some runs were cut off at the grace period")
         for handler in LOGGER.handlers:
             handler.flush()

@@ -11,7 +11,10 @@ is the usual objective. `prober_journey_latency_seconds` comes from in-process s
 
 Beyond DESIGN's table: `prober_journey_overruns_total{journey}` (ticks skipped because the
 previous run was still going), `prober_event_loop_lag_seconds` (how late the event loop
-woke up), `prober_lag_affected_runs_total{journey}` (runs measured while the loop lagged).
+woke up), `prober_lag_affected_runs_total{journey}` (runs measured while the loop lagged),
+and for alert delivery (`prober.notify`) `prober_notification_queue_depth{notifier}`,
+`prober_notification_dead_letters{notifier}` (dead-lettered notifications kept in the state
+file) and `prober_notification_resends_total{notifier,result}` (Alertmanager re-sends).
 """
 
 from __future__ import annotations
@@ -176,6 +179,32 @@ class ProberMetrics:
             ["alertname", "severity", "slo", "journey"],
             registry=r,
         )
+        self.notifications = Counter(
+            "prober_notifications",
+            "Notifications by result (sent; retried: a failed attempt to retry; failed:"
+            " dead-lettered).",
+            ["notifier", "result"],
+            registry=r,
+        )
+        self.notification_queue = Gauge(
+            "prober_notification_queue_depth",
+            "Notifications waiting in the outbox.",
+            ["notifier"],
+            registry=r,
+        )
+        self.notification_dead_letters = Gauge(
+            "prober_notification_dead_letters",
+            "Dead-lettered notifications kept in the state file (given up on: see the log).",
+            ["notifier"],
+            registry=r,
+        )
+        self.notification_resends = Counter(
+            "prober_notification_resends",
+            "Re-sends of the active alerts to Alertmanager, per POST.",
+            ["notifier", "result"],
+            registry=r,
+        )
+        self._notifiers: set[str] = set()
         self._alert_series: set[tuple[str, str, str, str]] = set()
         self._slo_series: set[tuple[str, str]] = set()
         self.build_info.labels(version).set(1)
@@ -261,6 +290,25 @@ class ProberMetrics:
             for result in ("good", "bad"):
                 self.slo_events.labels(name, result)
         self._slo_series = {(name, "") for name in wanted}
+
+    def configure_notifiers(self, names: Iterable[str], *, resends: Iterable[str] = ()) -> None:
+        """Every notifier's series at 0; drop those of notifiers removed by a reload."""
+        wanted, resending = set(names), set(resends)
+        for name in self._notifiers - wanted:
+            for result in ("sent", "retried", "failed"):
+                _remove(self.notifications, name, result)
+                _remove(self.notification_resends, name, result)
+            _remove(self.notification_queue, name)
+            _remove(self.notification_dead_letters, name)
+        for name in wanted:
+            for result in ("sent", "retried", "failed"):
+                self.notifications.labels(name, result)
+            self.notification_queue.labels(name)
+            self.notification_dead_letters.labels(name)
+            if name in resending:
+                for result in ("sent", "failed"):
+                    self.notification_resends.labels(name, result)
+        self._notifiers = wanted
 
     def observe_tick(self, tick: Tick) -> None:
         """The SLO figures and alert states of one evaluation."""

@@ -44,6 +44,7 @@ class StatusBoard:
     config_path: str = ""
     slos: tuple[dict[str, Any], ...] = ()  # replaced whole at each evaluation
     alerts: tuple[dict[str, Any], ...] = ()
+    notifiers: tuple[dict[str, Any], ...] = ()  # replaced whole by `prober.notify`
 
     def configure(self, service: str, intervals: Mapping[str, float]) -> None:
         self.service = service
@@ -92,6 +93,11 @@ class StatusBoard:
             for key, alert in tick.alerts.alerts.items()
         )
 
+    def record_notifiers(self, notifiers: tuple[dict[str, Any], ...]) -> None:
+        """Publish every notifier's delivery state: name, type, queued, dead letters, last
+        delivery and last error (already redacted)."""
+        self.notifiers = tuple(dict(entry) for entry in notifiers)
+
     @property
     def ready(self) -> bool:
         """Config loaded and every journey has run at least once."""
@@ -112,6 +118,7 @@ class StatusBoard:
             ],
             "slos": list(self.slos),
             "alerts": list(self.alerts),
+            "notifiers": list(self.notifiers),
         }
 
 
@@ -218,6 +225,7 @@ tr.pending td:nth-child(2) {{ color: #888; }}
 {"".join(rows)}
 </table>
 {_slo_section(status)}
+{_notifier_section(status)}
 </body></html>
 """
     return redact(page)
@@ -271,6 +279,24 @@ def _slo_section(status: Mapping[str, Any]) -> str:
         + "".join(rows)
         + "</table>"
         f"<h2>Alerts</h2><ul>{alerts}</ul>"
+    )
+
+
+def _notifier_section(status: Mapping[str, Any]) -> str:
+    notifiers = status.get("notifiers") or ()
+    if not notifiers:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(n['name']))}</td><td>{html.escape(str(n['type']))}</td>"
+        f"<td>{n['queued']}</td><td>{n['dead_letters']}</td>"
+        f"<td>{html.escape(str(n['last_sent'] or '–'))}</td>"
+        f"<td>{html.escape(str(n['last_error'] or ''))}</td></tr>"
+        for n in notifiers
+    )
+    return (
+        "<h2>Notifications</h2><table><tr><th>notifier</th><th>type</th><th>queued</th>"
+        "<th>dead letters</th><th>last delivery</th><th>last error</th></tr>"
+        f"{rows}</table>"
     )
 
 

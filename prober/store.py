@@ -7,6 +7,16 @@ reads while the daemon writes.
     windows   one `EventWindow.snapshot()` per SLO, and the last event they hold
     alerts    `AlertState.to_records()` as one JSON document
     kv        small JSON values (last capture values, last report times, ...)
+    outbox    notifications to deliver, one row per message and notifier channel, in
+              delivery order; `pending` until `sent` or `dead` (dead-lettered), kept a
+              while after that for inspection (see `prober.notify`)
+    notified  per notifier channel and alert, what the channel was told (and when), so
+              that a restart neither repeats nor loses a message
+
+**Alert state and notifications together.** `save_alerts_with_notifications` writes the
+alert state, the outbox rows its changes cause and the channels' records in one
+transaction: after `kill -9` either all of them are in the file or none is, so a state
+change is announced exactly once (the restarted engine sees it again if it was lost).
 
 **Threads.** Every SQLite call runs on one dedicated worker thread (a single-thread
 executor) that owns the connection; the asyncio loop never waits on the disk. The I/O
@@ -38,16 +48,24 @@ import math
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final, ParamSpec, TypeVar
+from typing import Final, Literal, NamedTuple, ParamSpec, TypeVar
 
 from prober.errors import StateError
 from prober.replay import event_to_json, parse_event
 from slo.engine import Event
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "StateError", "StateStore"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "NotifiedChange",
+    "OutboxEntry",
+    "OutboxRow",
+    "StateError",
+    "StateStore",
+]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -59,7 +77,7 @@ BUSY_TIMEOUT_SECONDS: Final = 5.0
 #: oldest; `StateStore.dropped_events` counts them.
 MAX_BUFFERED_EVENTS: Final = 100_000
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
-_TABLES: Final = frozenset({"events", "windows", "alerts", "kv"})
+_TABLES: Final = frozenset({"events", "windows", "alerts", "kv", "outbox", "notified"})
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     # 1: runs, window snapshots, alert state.
@@ -88,8 +106,55 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE TABLE kv (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 3: the notification outbox, and what each notifier channel was told per alert.
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- delivery order within a channel
+        channel TEXT NOT NULL,                 -- notifier name (name@hash: one Alertmanager)
+        created_at REAL NOT NULL,
+        payload TEXT NOT NULL,                 -- the notification as JSON; never a secret
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        finished_at REAL
+    );
+    CREATE INDEX outbox_pending ON outbox (channel, id) WHERE state = 'pending';
+    CREATE INDEX outbox_finished ON outbox (finished_at) WHERE state != 'pending';
+    CREATE TABLE notified (
+        channel TEXT NOT NULL,
+        alert TEXT NOT NULL,                   -- the alert's labels, sorted, as JSON
+        record TEXT NOT NULL,
+        PRIMARY KEY (channel, alert)
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+class OutboxEntry(NamedTuple):
+    """A notification to queue: its channel, when it was made, its JSON payload."""
+
+    channel: str
+    created_at: float
+    payload: str
+
+
+class OutboxRow(NamedTuple):
+    """A queued notification as read back for delivery."""
+
+    id: int
+    channel: str
+    created_at: float
+    attempts: int
+    payload: str
+
+
+class NotifiedChange(NamedTuple):
+    """A channel's record of one alert to write (`record` None: delete it)."""
+
+    channel: str
+    alert: str
+    record: str | None
 
 
 class StateStore:
@@ -189,6 +254,20 @@ class StateStore:
         text = json.dumps([dict(record) for record in records])
         return self._submit(self._database.replace_alerts, now, text)
 
+    def save_alerts_with_notifications(
+        self,
+        records: Sequence[Mapping[str, object]],
+        now: float,
+        outbox: Sequence[OutboxEntry],
+        notified: Sequence[NotifiedChange] = (),
+    ) -> asyncio.Future[None]:
+        """`save_alerts`, the notifications the changes cause and the channels' records of
+        what they were told, in one transaction (all or nothing)."""
+        text = json.dumps([dict(record) for record in records])
+        return self._submit(
+            self._database.replace_alerts_and_notify, now, text, list(outbox), list(notified)
+        )
+
     def load_alerts(self) -> asyncio.Future[list[dict[str, object]]]:
         """The records last saved, for `AlertState.from_records`; `[]` when none."""
         return self._submit(self._database.select_alerts)
@@ -200,6 +279,45 @@ class StateStore:
     def load_value(self, name: str) -> asyncio.Future[object | None]:
         """The value stored under `name`, or None."""
         return self._submit(self._database.select_value, name)
+
+    # ------------------------------------------------------------------ outbox
+
+    def pending_notifications(self, channel: str, limit: int) -> asyncio.Future[list[OutboxRow]]:
+        """The channel's oldest `limit` undelivered notifications, in delivery order."""
+        return self._submit(self._database.select_pending, channel, limit)
+
+    def note_attempt(self, ids: Sequence[int], error: str) -> asyncio.Future[None]:
+        """One failed delivery attempt of these notifications (they stay pending)."""
+        return self._submit(self._database.note_attempt, list(ids), error)
+
+    def finish_notifications(
+        self,
+        ids: Sequence[int],
+        state: Literal["sent", "dead"],
+        at: float,
+        error: str | None = None,
+    ) -> asyncio.Future[None]:
+        """Mark notifications delivered (`sent`) or given up on (`dead`, with the reason)."""
+        return self._submit(self._database.finish, list(ids), state, at, error)
+
+    def outbox_counts(self) -> asyncio.Future[dict[str, tuple[int, int]]]:
+        """Per channel: (pending, dead-lettered) notifications in the file."""
+        return self._submit(self._database.outbox_counts)
+
+    def dead_letter_orphans(
+        self, channels: Collection[str], created_before: float, at: float
+    ) -> asyncio.Future[dict[str, int]]:
+        """Dead-letter pending notifications of channels no longer configured that were
+        made before `created_before`; how many, per channel."""
+        return self._submit(self._database.dead_letter_orphans, set(channels), created_before, at)
+
+    def prune_outbox(self, before: float) -> asyncio.Future[int]:
+        """Delete sent and dead-lettered notifications finished before `before`."""
+        return self._submit(self._database.prune_outbox, before)
+
+    def load_notified(self) -> asyncio.Future[list[tuple[str, str, str]]]:
+        """Every channel's records: (channel, alert, record) as written."""
+        return self._submit(self._database.select_notified)
 
     # ------------------------------------------------------------------ export (sync)
 
@@ -458,6 +576,95 @@ class _Database:
         self.connection.execute(
             "INSERT OR REPLACE INTO alerts (id, saved_at, records) VALUES (1, ?, ?)", (now, text)
         )
+
+    def replace_alerts_and_notify(
+        self,
+        now: float,
+        text: str,
+        outbox: Sequence[OutboxEntry],
+        notified: Sequence[NotifiedChange],
+    ) -> None:
+        with _transaction(self.connection):
+            self.replace_alerts(now, text)
+            self.connection.executemany(
+                "INSERT INTO outbox (channel, created_at, payload) VALUES (?, ?, ?)", outbox
+            )
+            self.connection.executemany(
+                "INSERT OR REPLACE INTO notified (channel, alert, record) VALUES (?, ?, ?)",
+                [change for change in notified if change.record is not None],
+            )
+            self.connection.executemany(
+                "DELETE FROM notified WHERE channel = ? AND alert = ?",
+                [(change.channel, change.alert) for change in notified if change.record is None],
+            )
+
+    def select_pending(self, channel: str, limit: int) -> list[OutboxRow]:
+        rows = self.connection.execute(
+            "SELECT id, channel, created_at, attempts, payload FROM outbox"
+            " WHERE channel = ? AND state = 'pending' ORDER BY id LIMIT ?",
+            (channel, limit),
+        )
+        return [OutboxRow(*row) for row in rows]
+
+    def note_attempt(self, ids: Sequence[int], error: str) -> None:
+        with _transaction(self.connection):
+            self.connection.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                [(error, row_id) for row_id in ids],
+            )
+
+    def finish(self, ids: Sequence[int], state: str, at: float, error: str | None) -> None:
+        with _transaction(self.connection):
+            self.connection.executemany(
+                "UPDATE outbox SET state = ?, finished_at = ?,"
+                " attempts = attempts + 1, last_error = coalesce(?, last_error)"
+                " WHERE id = ? AND state = 'pending'",
+                [(state, at, error, row_id) for row_id in ids],
+            )
+
+    def outbox_counts(self) -> dict[str, tuple[int, int]]:
+        counts: dict[str, tuple[int, int]] = {}
+        for channel, state, count in self.connection.execute(
+            "SELECT channel, state, count(*) FROM outbox WHERE state != 'sent'"
+            " GROUP BY channel, state"
+        ):
+            pending, dead = counts.get(channel, (0, 0))
+            counts[channel] = (count, dead) if state == "pending" else (pending, count)
+        return counts
+
+    def dead_letter_orphans(
+        self, channels: set[str], created_before: float, at: float
+    ) -> dict[str, int]:
+        found: dict[str, int] = {}
+        with _transaction(self.connection):
+            rows = self.connection.execute(
+                "SELECT id, channel FROM outbox WHERE state = 'pending' AND created_at < ?",
+                (created_before,),
+            ).fetchall()
+            orphans = [(row_id, channel) for row_id, channel in rows if channel not in channels]
+            self.connection.executemany(
+                "UPDATE outbox SET state = 'dead', finished_at = ?,"
+                " last_error = 'its notifier is no longer configured' WHERE id = ?",
+                [(at, row_id) for row_id, _ in orphans],
+            )
+        for _, channel in orphans:
+            found[channel] = found.get(channel, 0) + 1
+        return found
+
+    def prune_outbox(self, before: float) -> int:
+        with _transaction(self.connection):
+            cursor = self.connection.execute(
+                "DELETE FROM outbox WHERE state != 'pending' AND finished_at < ?", (before,)
+            )
+            return cursor.rowcount
+
+    def select_notified(self) -> list[tuple[str, str, str]]:
+        return [
+            (channel, alert, record)
+            for channel, alert, record in self.connection.execute(
+                "SELECT channel, alert, record FROM notified ORDER BY channel, alert"
+            )
+        ]
 
     def select_alerts(self) -> list[dict[str, object]]:
         row = self.connection.execute("SELECT records FROM alerts WHERE id = 1").fetchone()
