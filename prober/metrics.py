@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 
 from prober.config import ProberConfig
 from prober.results import PHASES, REASONS, RunResult, StepResult
-from prober.sketch import WindowedSketch
+from prober.sketch import TieredSketch
 from slo.engine import Tick, format_window
 
 __all__ = ["LATENCY_BUCKETS", "QUANTILES", "ProberMetrics"]
@@ -38,7 +38,8 @@ __all__ = ["LATENCY_BUCKETS", "QUANTILES", "ProberMetrics"]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
-WINDOWS = {"5m": 300.0, "1h": 3600.0}
+#: Percentile windows: name → (width, resolution) seconds (see prober.sketch.DEFAULT_TIERS).
+WINDOWS = {"5m": (300.0, 10.0), "1h": (3600.0, 60.0)}
 
 
 class ProberMetrics:
@@ -47,7 +48,7 @@ class ProberMetrics:
     def __init__(self, version: str, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._monotonic = monotonic
-        self.sketches: dict[str, WindowedSketch] = {}
+        self.sketches: dict[str, TieredSketch] = {}
         r = self.registry
         self.probe_success = Gauge(
             "probe_success",
@@ -224,7 +225,7 @@ class ProberMetrics:
         for name, steps in wanted.items():
             if self._journeys.get(name) == steps:
                 continue
-            self.sketches[name] = WindowedSketch(WINDOWS)
+            self.sketches[name] = TieredSketch(WINDOWS)
             self._series[name] = _JourneySeries(self, name, steps, self.sketches[name])
             for result in ("success", "failure"):
                 self.runs.labels(name, result)
@@ -360,7 +361,7 @@ class _JourneySeries:
     has not run yet shows no `probe_success` rather than a misleading 0."""
 
     def __init__(
-        self, metrics: ProberMetrics, journey: str, steps: Iterable[str], sketch: WindowedSketch
+        self, metrics: ProberMetrics, journey: str, steps: Iterable[str], sketch: TieredSketch
     ) -> None:
         self.metrics = metrics
         self.journey = journey

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 from prober.sketch import (
     DEFAULT_RELATIVE_ACCURACY,
+    DEFAULT_TIERS,
     MIN_INDEXABLE_VALUE,
     LogSketch,
+    TieredSketch,
     WindowedSketch,
 )
 
@@ -532,3 +534,87 @@ def test_concurrent_readers_and_writer() -> None:
         reader.join()
     assert errors == []
     assert windowed.count("1h", 1000.0) == 20000
+
+
+# --- packed slots and tiers ----------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.just(0.0), st.floats(min_value=1e-12, max_value=1e6)), min_size=0, max_size=300
+    )
+)
+def test_property_packed_slot_merges_like_the_live_sketch(values: list[float]) -> None:
+    """A closed (packed) slot merged into a sketch gives exactly what the live one gives."""
+    live = LogSketch()
+    for value in values:
+        live.add(value)
+    from_live, from_packed = LogSketch(), LogSketch()
+    from_live.merge(live)
+    from_packed.merge(live.closed())
+    assert from_packed.count == from_live.count == len(values)
+    assert (from_packed.min, from_packed.max, from_packed.sum) == (
+        from_live.min,
+        from_live.max,
+        from_live.sum,
+    )
+    assert from_packed.quantiles(QS) == from_live.quantiles(QS)
+
+
+def test_packed_slot_keeps_counts_beyond_32_bits() -> None:
+    """A bucket count that does not fit 32 bits is split, not truncated."""
+    big = 2**32 + 5
+    live = LogSketch()
+    live.add(0.2, count=big)
+    live.add(0.3)
+    merged = LogSketch()
+    merged.merge(live.closed())
+    assert (merged.count, merged.quantile(0.5), merged.quantile(0.999999)) == (
+        big + 1,
+        live.quantile(0.5),
+        live.quantile(0.999999),
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    samples=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=8000.0), st.floats(min_value=1e-4, max_value=1e3)
+        ),
+        min_size=1,
+        max_size=400,
+    ),
+    extra=st.floats(min_value=0.0, max_value=4000.0),
+)
+def test_property_tiers_match_single_resolution_sketches(
+    samples: list[tuple[float, float]], extra: float
+) -> None:
+    """Each tiered window answers exactly as a WindowedSketch of that window's resolution."""
+    samples.sort()
+    tiered = TieredSketch()
+    singles = {
+        name: WindowedSketch({name: width}, resolution)
+        for name, (width, resolution) in DEFAULT_TIERS.items()
+    }
+    for t, value in samples:
+        tiered.add(value, t)
+        for single in singles.values():
+            single.add(value, t)
+    now = samples[-1][0] + extra
+    summary = tiered.quantiles(now, QS)
+    assert list(summary) == list(DEFAULT_TIERS)
+    for name, single in singles.items():
+        assert summary[name] == single.quantiles(now, QS)[name]
+        assert tiered.count(name, now) == single.count(name, now)
+
+
+def test_tiers_bound_memory_per_journey() -> None:
+    """The default tiers keep 31 + 61 slots, whatever runs for however long."""
+    tiered = TieredSketch()
+    for second in range(0, 3 * 3600, 2):
+        tiered.add(0.005, float(second))
+    assert [tier.slot_count for tier in tiered._tiers] == [31, 61]
+    with pytest.raises(KeyError, match="unknown window"):
+        tiered.count("15m", 0.0)
