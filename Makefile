@@ -47,6 +47,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/step_overhead.py
 	$(BIN)/python bench/daemon_throughput.py
 	$(BIN)/python bench/slo_store.py
+	$(BIN)/python bench/rule_eval_cost.py
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE   ?= prober:$(VERSION)
