@@ -358,10 +358,10 @@ def _rule_measure(rule: RuleSpec) -> tuple[str | None, str]:
 
 def _absent_rules(spec: EngineSpec) -> list[dict[str, Any]]:
     journeys = sorted(spec.intervals)
-    pattern = "|".join(name.replace(".", "\\.") for name in journeys)  # `.` is the only
-    # regex character a config name may hold (letters, digits, `_.:-`)
     memory = _duration(ABSENT_MEMORY)
-    known = f"{RUNS_METRIC}{{journey=~{_quote(pattern)}}}"
+    # A target is one of this config's probers when it counted runs of its first journey:
+    # one series per replica to look back over (every replica runs every journey).
+    known = _selector_for(RUNS_METRIC, {"journey": journeys[0], "result": "success"})
     ranges = {
         journey: _duration(max(3 * spec.intervals[journey], MIN_ABSENT_RANGE))
         for journey in journeys

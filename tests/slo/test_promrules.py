@@ -284,12 +284,16 @@ def test_inhibit_rules_suppress_tickets_of_the_same_slo() -> None:
     assert 'severity="warning"' in rule["target_matchers"]
 
 
-def test_names_with_dots_are_escaped_in_regexes() -> None:
-    """A journey called `api.v2` matches itself only in the ProberAbsent regex."""
+def test_target_down_looks_back_over_one_series_per_replica() -> None:
+    """ProberAbsent's target_down recognises this config's probers by its first journey's
+    success counter (one series per replica, cheap to look back a day over)."""
     rules = all_rules(
         rules_of(
-            "journeys: [{name: api.v2, steps: [{name: s, url: /}]}, {name: b, steps: [{name: s, url: /}]}]"
+            "journeys: [{name: b, steps: [{name: s, url: /}]}, {name: api.v2, steps: [{name: s, url: /}]}]"
         )
     )
     down = next(rule for rule in rules if rule.get("labels", {}).get("cause") == "target_down")
-    assert 'journey=~"api\\\\.v2|b"' in down["expr"]
+    assert (
+        'max_over_time(prober_journey_runs_total{journey="api.v2", result="success"}[1d])'
+        in down["expr"]
+    )
