@@ -48,6 +48,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/daemon_throughput.py
 	$(BIN)/python bench/slo_store.py
 	$(BIN)/python bench/rule_eval_cost.py
+	$(BIN)/python bench/notify_outbox.py
+	$(BIN)/python bench/notify_alertmanager.py
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE   ?= prober:$(VERSION)

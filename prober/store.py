@@ -119,7 +119,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         finished_at REAL
     );
     CREATE INDEX outbox_pending ON outbox (channel, id) WHERE state = 'pending';
-    CREATE INDEX outbox_finished ON outbox (finished_at) WHERE state != 'pending';
     CREATE TABLE notified (
         channel TEXT NOT NULL,
         alert TEXT NOT NULL,                   -- the alert's labels, sorted, as JSON
@@ -299,6 +298,13 @@ class StateStore:
     ) -> asyncio.Future[None]:
         """Mark notifications delivered (`sent`) or given up on (`dead`, with the reason)."""
         return self._submit(self._database.finish, list(ids), state, at, error)
+
+    def sent_then_pending(
+        self, ids: Sequence[int], at: float, channel: str, limit: int
+    ) -> asyncio.Future[list[OutboxRow]]:
+        """Mark these notifications sent and read the channel's next ones, in one trip to
+        the worker thread (the sender's steady state)."""
+        return self._submit(self._database.sent_then_pending, list(ids), at, channel, limit)
 
     def outbox_counts(self) -> asyncio.Future[dict[str, tuple[int, int]]]:
         """Per channel: (pending, dead-lettered) notifications in the file."""
@@ -584,19 +590,23 @@ class _Database:
         outbox: Sequence[OutboxEntry],
         notified: Sequence[NotifiedChange],
     ) -> None:
+        kept = [change for change in notified if change.record is not None]
+        gone = [(change.channel, change.alert) for change in notified if change.record is None]
         with _transaction(self.connection):
             self.replace_alerts(now, text)
-            self.connection.executemany(
-                "INSERT INTO outbox (channel, created_at, payload) VALUES (?, ?, ?)", outbox
-            )
-            self.connection.executemany(
-                "INSERT OR REPLACE INTO notified (channel, alert, record) VALUES (?, ?, ?)",
-                [change for change in notified if change.record is not None],
-            )
-            self.connection.executemany(
-                "DELETE FROM notified WHERE channel = ? AND alert = ?",
-                [(change.channel, change.alert) for change in notified if change.record is None],
-            )
+            if outbox:
+                self.connection.executemany(
+                    "INSERT INTO outbox (channel, created_at, payload) VALUES (?, ?, ?)", outbox
+                )
+            if kept:
+                self.connection.executemany(
+                    "INSERT OR REPLACE INTO notified (channel, alert, record) VALUES (?, ?, ?)",
+                    kept,
+                )
+            if gone:
+                self.connection.executemany(
+                    "DELETE FROM notified WHERE channel = ? AND alert = ?", gone
+                )
 
     def select_pending(self, channel: str, limit: int) -> list[OutboxRow]:
         rows = self.connection.execute(
@@ -614,13 +624,21 @@ class _Database:
             )
 
     def finish(self, ids: Sequence[int], state: str, at: float, error: str | None) -> None:
-        with _transaction(self.connection):
-            self.connection.executemany(
-                "UPDATE outbox SET state = ?, finished_at = ?,"
-                " attempts = attempts + 1, last_error = coalesce(?, last_error)"
-                " WHERE id = ? AND state = 'pending'",
-                [(state, at, error, row_id) for row_id in ids],
-            )
+        """One statement (atomic by itself): a batch is at most a few hundred ids."""
+        if not ids:
+            return
+        self.connection.execute(
+            "UPDATE outbox SET state = ?, finished_at = ?,"
+            " attempts = attempts + 1, last_error = coalesce(?, last_error)"
+            f" WHERE state = 'pending' AND id IN ({', '.join('?' * len(ids))})",
+            (state, at, error, *ids),
+        )
+
+    def sent_then_pending(
+        self, ids: Sequence[int], at: float, channel: str, limit: int
+    ) -> list[OutboxRow]:
+        self.finish(ids, "sent", at, None)
+        return self.select_pending(channel, limit)
 
     def outbox_counts(self) -> dict[str, tuple[int, int]]:
         counts: dict[str, tuple[int, int]] = {}

@@ -132,7 +132,6 @@ class Notification:
                 "changes": self.changes,
                 "hold": list(self.hold),
             },
-            sort_keys=True,
             allow_nan=False,
         )
 

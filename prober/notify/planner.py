@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -99,8 +100,7 @@ class AlertRecord:
                 "changes": list(self.changes),
                 "held_since": self.held_since,
                 "held_changes": self.held_changes,
-            },
-            sort_keys=True,
+            }
         )
 
     @classmethod
@@ -203,21 +203,42 @@ class Planner:
     ) -> Plan:
         """The messages and record changes of one evaluation at `now`; the records are
         advanced at once (write the plan in the same transaction as the alert state)."""
-        firing = {
-            key: _Firing(alert.active_since, alert.fired_at or now, alert.values)
-            for key, alert in alerts.alerts.items()
-            if alert.phase == "firing"
-        }
+        firing = {key: alert for key, alert in alerts.alerts.items() if alert.phase == "firing"}
         resolves = {t.labels: t for t in transitions if t.state == "resolved"}
         notes = annotations or {}
         messages: list[Message] = []
         changed: list[tuple[str, AlertKey, AlertRecord | None]] = []
         for channel, policy in self.policies.items():
             records = self.records.setdefault(channel, {})
-            for key in sorted(set(records) | set(firing)):
+            repeat = policy.repeat_interval
+            keep = policy.keep_for
+            # Firing alerts first (in the state's order: sorted), then the rest of the records.
+            for key in [*firing, *(key for key in records if key not in firing)]:
                 before = records.get(key)
+                alert = firing.get(key)
+                if before is not None and before.held_since is None:
+                    # The steady state, checked cheaply: every evaluation passes here for
+                    # every firing alert and channel.
+                    if alert is not None:
+                        if (
+                            before.state == "firing"
+                            and before.active_since == alert.active_since
+                            and (repeat is None or now - before.last_message_at < repeat)
+                        ):
+                            continue
+                    elif before.state == "resolved" and (
+                        before.resolved_at is None or now - before.resolved_at < keep
+                    ):
+                        continue
+                elif before is None and _severity(key) not in policy.severities:
+                    continue  # not routed to this channel
+                seen = (
+                    None
+                    if alert is None
+                    else _Firing(alert.active_since, alert.fired_at or now, alert.values)
+                )
                 after, made = _advance(
-                    channel, policy, key, before, firing.get(key), resolves.get(key), now, notes
+                    channel, policy, key, before, seen, resolves.get(key), now, notes
                 )
                 messages.extend(made)
                 if after is before:
@@ -228,6 +249,11 @@ class Planner:
                     records[key] = after
                 changed.append((channel, key, after))
         return Plan(tuple(messages), tuple(changed))
+
+
+@lru_cache(maxsize=65536)
+def _severity(key: AlertKey) -> str:
+    return next((value for name, value in key if name == "severity"), "")
 
 
 def _advance(
@@ -250,7 +276,7 @@ def _advance(
         ):
             # It resolved and fired again between two evaluations (a one-shot alert).
             record = _change(channel, policy, key, record, "resolved", firing.fired_at, messages)
-        routed = dict(key).get("severity", "") in policy.severities
+        routed = _severity(key) in policy.severities
         if routed and (record is None or record.state == "resolved"):
             base = record or AlertRecord(
                 "resolved", None, firing.active_since, None, firing.fired_at, notes or {}

@@ -145,7 +145,9 @@ class ChannelSender:
 
     # ------------------------------------------------------------------ delivery
 
-    async def _deliver(self, rows: Sequence[OutboxRow]) -> None:
+    async def _deliver(self, rows: Sequence[OutboxRow]) -> Sequence[OutboxRow] | None:
+        """Deliver a batch; the channel's next rows when they came with the marking, else
+        None (read them again)."""
         good: list[OutboxRow] = []
         notifications: list[Notification] = []
         for row in rows:
@@ -155,7 +157,7 @@ class ChannelSender:
             except ValueError as error:
                 await self._dead_letter([row], f"unreadable payload ({error})", None)
         if not good:
-            return
+            return None
         ids = [row.id for row in good]
 
         async def before_sleep(state: RetryCallState) -> None:
@@ -186,9 +188,11 @@ class ChannelSender:
                     f"undeliverable for {self.channel.dead_letter_after:g} s: {reason}",
                     [notification for _, notification in expired],
                 )
-            return
+            return None
         now = self._clock()
-        await self.store.finish_notifications(ids, "sent", now)
+        following = await self.store.sent_then_pending(
+            ids, now, self.channel.key, self.channel.batch_size
+        )
         self.metrics.notifications.labels(self.channel.name, "sent").inc(len(ids))
         self.queued = max(0, self.queued - len(ids))
         self.last_sent_at = now
@@ -200,6 +204,7 @@ class ChannelSender:
         self.failures = 0
         self.last_error = None
         self._changed()
+        return following
 
     async def _send(self, notifications: Sequence[Notification]) -> None:
         self.settled.clear()
