@@ -379,8 +379,16 @@ class Daemon:
         while True:
             await asyncio.sleep(self.reload_poll)
             stamp = _stamp(self.config_path)
-            if stamp is None or stamp == self._file_stamp:
-                continue  # a deleted file keeps the running config
+            if stamp is None:
+                if self._file_stamp is not None:  # say it once, not every poll
+                    LOGGER.warning(
+                        "config file is gone; keeping the running config until it is back",
+                        extra={"path": self.config_path},
+                    )
+                self._file_stamp = None
+                continue
+            if stamp == self._file_stamp:
+                continue
             self._file_stamp = stamp
             self.reload("file changed")
 

@@ -210,9 +210,12 @@ class StateStore:
         self._buffer.append(event)
 
     def flush(self) -> asyncio.Future[None]:
-        """Write the buffered events in one transaction. When that fails (`StateError`) the
-        batch is lost from the history (the live engine still counts it)."""
-        return self._submit(self._database.insert_events, self._take_buffer())
+        """Write the buffered events in one transaction. When that fails (`StateError`: a
+        full disk, say) the batch goes back to the front of the buffer for the next write,
+        within the buffer's bound (`MAX_BUFFERED_EVENTS`; beyond it the oldest are dropped
+        and counted)."""
+        batch = self._take_buffer()
+        return self._requeue_on_failure(batch, self._submit(self._database.insert_events, batch))
 
     def append_events(self, events: Sequence[Event]) -> asyncio.Future[None]:
         """Write the buffer and then `events` in one transaction."""
@@ -222,12 +225,18 @@ class StateStore:
 
     def events_since(self, since: float) -> asyncio.Future[list[Event]]:
         """Every event added so far with `timestamp >= since`, oldest first."""
-        return self._submit(self._database.select_events, self._take_buffer(), since)
+        batch = self._take_buffer()
+        return self._requeue_on_failure(
+            batch, self._submit(self._database.select_events, batch, since)
+        )
 
     def events_after_windows(self) -> asyncio.Future[list[Event]]:
         """The events the last saved window snapshots do not hold (all of them when none
         were saved), oldest first: replay them on top of the restored windows."""
-        return self._submit(self._database.select_events, self._take_buffer(), None)
+        batch = self._take_buffer()
+        return self._requeue_on_failure(
+            batch, self._submit(self._database.select_events, batch, None)
+        )
 
     def prune(self, before: float) -> asyncio.Future[int]:
         """Delete the stored events with `timestamp < before`; how many were deleted."""
@@ -240,7 +249,10 @@ class StateStore:
         They must hold exactly the events added before this call: take them and call this
         in one synchronous step, with no `await` in between."""
         rows = [(slo, taken_at, bytes(data)) for slo, data in snapshots.items()]
-        return self._submit(self._database.replace_windows, self._take_buffer(), rows)
+        batch = self._take_buffer()
+        return self._requeue_on_failure(
+            batch, self._submit(self._database.replace_windows, batch, rows)
+        )
 
     def load_windows(self) -> asyncio.Future[tuple[dict[str, bytes], float | None]]:
         """The stored snapshots and when they were taken; `({}, None)` when none."""
@@ -349,6 +361,25 @@ class StateStore:
         batch = list(self._buffer)
         self._buffer.clear()
         return batch
+
+    def _requeue_on_failure(
+        self, batch: list[Event], write: asyncio.Future[_T]
+    ) -> asyncio.Future[_T]:
+        """If `write` fails, put `batch` back before what was buffered since (its
+        transaction rolled back: none of it was stored)."""
+        if not batch:
+            return write
+
+        def done(future: asyncio.Future[_T]) -> None:
+            if future.cancelled() or future.exception() is None or self._closed:
+                return
+            combined = [*batch, *self._buffer]
+            limit = MAX_BUFFERED_EVENTS
+            self.dropped_events += max(0, len(combined) - limit)
+            self._buffer = deque(combined[-limit:], maxlen=limit)
+
+        write.add_done_callback(done)
+        return write
 
     def _submit(
         self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
@@ -511,7 +542,27 @@ def _state_error(path: str, error: sqlite3.Error) -> StateError:
         return _corrupt(path, str(error))
     if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return StateError(f"{path} is locked by another process ({error}): is a prober running?")
+    if code.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+        # A full disk shows as SQLITE_FULL, or as a write I/O error when the file may not
+        # grow (a quota, a file size limit): say how much room there is.
+        return StateError(
+            f"state file {path}: {error}: cannot write; is the disk full?"
+            f" ({_free_space(path)} free there)"
+        )
     return StateError(f"state file {path}: {error}: check state_path and the file's permissions")
+
+
+def _free_space(path: str) -> str:
+    try:
+        stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return "unknown"
+    free = float(stats.f_bavail * stats.f_frsize)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if free < 1024 or unit == "GiB":
+            return f"{free:.0f} {unit}" if unit == "bytes" else f"{free:.1f} {unit}"
+        free /= 1024
+    return "unknown"  # pragma: no cover - the loop always returns
 
 
 @contextlib.contextmanager
