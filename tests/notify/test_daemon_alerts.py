@@ -6,6 +6,7 @@ notifier, also across `kill -9` restarts while a receiver is down."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -138,6 +139,7 @@ def test_api_down_reaches_every_notifier_and_resolves(
     notifiers_status = {n["name"]: n for n in json.loads(status)["notifiers"]}
     assert set(notifiers_status) == {"alertmanager", "slack", "webhook", "email"}
     assert all(n["queued"] == 0 and n["dead_letters"] == 0 for n in notifiers_status.values())
+    assert "<h2>Notifications</h2>" in page
     assert sample(metrics, "prober_notifications_total", notifier="email", result="sent") == 2
     assert sample(metrics, "prober_notification_queue_depth", notifier="slack") == 0
     logs = daemon.log.read_text()
@@ -199,3 +201,44 @@ def test_kill_9_while_a_receiver_is_down_loses_nothing_and_repeats_nothing(
     assert [request.json()["alerts"][0]["fingerprint"] for request in hook.received] == [
         hook.received[0].json()["alerts"][0]["fingerprint"]
     ] * 2
+
+
+def test_reload_changes_the_notifier_list(
+    sample_api: SampleAPI,
+    start_daemon: Callable[..., Daemon],
+    receiver: Callable[..., Receiver],
+) -> None:
+    """A reload whose notifier secret is unset is refused (the running notifiers go on); a
+    notifier added by a good reload is told about ApiDown, already firing, once; the first
+    notifier gets nothing twice."""
+    first, second = receiver(), receiver()
+    one = f"    - {{type: webhook, name: first, url: {first.url}, {FAST}}}\n"
+    two = f"    - {{type: webhook, name: second, url: {second.url}, {FAST}}}\n"
+    unset = f"    - {{type: slack, webhook_url: '${{secret.NOT_SET_ANYWHERE}}', {FAST}}}\n"
+    sample_api.set_fault("/health", Fault(error_rate=1.0, status=503))
+    daemon = start_daemon(config(sample_api.url, one))
+    wait_for(lambda: statuses(first) == ["firing"], "the first notifier's message")
+
+    daemon.config.write_text(config(sample_api.url, one + unset))
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_for(
+        lambda: sample(daemon.metrics(), "prober_config_last_reload_successful") == 0.0,
+        "the reload to be refused",
+    )
+    daemon.config.write_text(config(sample_api.url, one + two))
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: statuses(second) == ["firing"], "the added notifier's message")
+    assert sample(daemon.metrics(), "prober_config_last_reload_successful") == 1.0
+
+    sample_api.clear_faults()
+    wait_for(lambda: statuses(second) == ["firing", "resolved"], "the resolve at the second")
+    wait_for(lambda: statuses(first) == ["firing", "resolved"], "the resolve at the first")
+    assert daemon.stop() == 0
+    assert len(first.received) == len(second.received) == 2
+    refused = [
+        line for line in daemon.logs() if "failed; keeping the running config" in line["message"]
+    ]
+    assert refused[0]["errors"] == [
+        "alerting.notifiers[1].webhook_url: environment variable NOT_SET_ANYWHERE is not set"
+        " (for ${secret.NOT_SET_ANYWHERE})"
+    ]

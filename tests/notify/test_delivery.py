@@ -330,3 +330,28 @@ def test_secrets_never_leak(
     for output in (metrics, status, stored, logs):
         assert "XXXXslackTOKENxxxx" not in output
         assert wrong not in output
+
+
+def test_drain_delivers_what_is_queued_and_does_not_wait_for_a_dead_receiver(
+    tmp_path: Path, receiver: Callable[..., Receiver]
+) -> None:
+    """At shutdown: a queued message to a live receiver goes out before `drain` returns;
+    a receiver that is down (backing off) does not hold the shutdown up."""
+    up, down = receiver(), receiver(start=False)
+    notifiers = (
+        f"    - {{type: webhook, name: up, url: {up.url}, {RETRY_FAST}}}\n"
+        f"    - {{type: webhook, name: down, url: {down.url}, backoff_initial: 10s}}\n"
+    )
+
+    async def main() -> tuple[bool, float, Harness]:
+        async with Harness(notifiers, tmp_path / "state.db") as h:
+            await h.evaluate({API_DOWN: h.clock() - 30})
+            started = asyncio.get_running_loop().time()
+            drained = await h.service.drain(20.0)
+            return drained, asyncio.get_running_loop().time() - started, h
+
+    drained, took, h = asyncio.run(main())
+    assert drained
+    assert took < 10  # not the down receiver's 10 s backoff, nor the 20 s limit
+    assert len(up.delivered()) == 1
+    assert h.metric("prober_notifications_total", notifier="down", result="retried") == 1
