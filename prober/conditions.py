@@ -332,7 +332,15 @@ _YAML = "tag:yaml.org,2002:"
 
 
 class _LiteralLoader(yaml.SafeLoader):
-    """SafeLoader reading JSON's types only: no dates, sets, ordered maps or bytes."""
+    """SafeLoader reading JSON's types only: no dates, sets, ordered maps or bytes; JSON's
+    numbers (`1e3` is a number, where YAML 1.1 reads text); no aliases (`*a`), which
+    would let a one-line value expand exponentially when it is shown or compared."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self.anchors:
+            raise _NotJson("a YAML alias (*name) is not a JSON value")  # undefined: YAML says
+        return super().compose_node(parent, index)
 
 
 class _NotJson(yaml.YAMLError):
@@ -357,6 +365,9 @@ def _construct_plain(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     )
 
 
+#: A JSON number with an exponent and no dot (`1e3`, `-2E-5`): YAML 1.1 reads it as text.
+_JSON_EXPONENT_NUMBER = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?[eE][-+]?[0-9]+$")
+_LiteralLoader.add_implicit_resolver(_YAML + "float", _JSON_EXPONENT_NUMBER, list("-0123456789"))
 _LiteralLoader.add_constructor(_YAML + "timestamp", _refuse_tag)
 _LiteralLoader.add_constructor(_YAML + "binary", _refuse_tag)
 _LiteralLoader.add_constructor(_YAML + "set", _construct_plain)
@@ -387,7 +398,25 @@ def _load_literal(value_text: str) -> Any:
             quoted = json.dumps(value_text)
             hint = f"; YAML reads '#' here as a comment: quote text holding one, e.g. {quoted}"
         raise ConditionSyntaxError(f"invalid value {value_text!r}: not a JSON/YAML literal{hint}")
+    if not _finite(value):  # `.nan`, `.inf`, or `1e999`, too large for a float
+        raise ConditionSyntaxError(
+            f"invalid value {value_text!r}: not a finite number (JSON has no NaN or infinity)"
+        )
     return value
+
+
+def _finite(value: Any) -> bool:
+    """Whether every number in a literal (at any depth) is finite."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+    return True
 
 
 def _ignores_text(node: yaml.Node | None, value_text: str) -> bool:

@@ -125,13 +125,14 @@ def _parse_variable(body: str) -> Variable:
     if not body:
         raise TemplateSyntaxError("empty '${}'")
     prefix, dot, name = body.partition(".")
+    written = "${" + body + "}"  # shown quoted (repr): a line break in it stays `\n`
     if dot and prefix in ("env", "secret"):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise TemplateSyntaxError(f"invalid environment variable name in '${{{body}}}'")
+            raise TemplateSyntaxError(f"invalid environment variable name in {written!r}")
         return Variable(prefix, name)
     if not _NAME.fullmatch(body):
         raise TemplateSyntaxError(
-            f"invalid variable '${{{body}}}': expected a capture name, env.NAME, secret.NAME,"
+            f"invalid variable {written!r}: expected a capture name, env.NAME, secret.NAME,"
             " run_id, uuid or timestamp"
         )
     return Variable("builtin" if body in BUILTINS else "capture", body)

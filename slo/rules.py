@@ -183,12 +183,15 @@ def capture_number(value: object) -> float | None:
 
     JSON numbers count, and so does text spelling a number (a header such as
     `x-tokens: 512`), as in `expect` conditions; `true` is not `1`, and NaN or an
-    infinity is no measurement.
+    infinity is no measurement, nor is a JSON integer too large for a float.
     """
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
     elif isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
         number = float(value.strip())
     else:
@@ -325,7 +328,7 @@ def parse_rule_expression(text: object) -> RuleExpression:
     kind, function, argument = _parse_subject(subject_text)
     if kind == "changed":
         raise RuleSyntaxError(
-            f"{subject_text} takes no comparator: it fires once when the captured value"
+            f"{function}({argument}) takes no comparator: it fires once when the captured value"
             " differs from the previous run's"
         )
     checked = _as_comparator(comparator)
@@ -342,13 +345,14 @@ def _parse_without_comparator(source: str) -> RuleExpression:
         raise RuleSyntaxError(f"cannot read {source!r}: {_SUBJECTS_HINT}")
     subject, rest = match.group().strip(), source[match.end() :].strip()
     kind, function, argument = _parse_subject(subject)  # an unknown subject is named first
+    # Quoted with repr: what was written may hold a line break, and a message is one line.
     if rest:
         raise RuleSyntaxError(
-            f"missing comparator between '{subject}' and '{rest}': {_COMPARATORS_HINT}"
+            f"missing comparator between {subject!r} and {rest!r}: {_COMPARATORS_HINT}"
         )
     if kind != "changed":
         raise RuleSyntaxError(
-            f"missing comparator after '{subject}': {_COMPARATORS_HINT}, {_EXAMPLE}"
+            f"missing comparator after {subject!r}: {_COMPARATORS_HINT}, {_EXAMPLE}"
         )
     return RuleExpression(kind, function, argument, None, None, source)
 
@@ -417,9 +421,9 @@ def _parse_ratio(text: str) -> float:
     """`5%` or a fraction `0.05`; a ratio outside [0, 1] can never be met, so it is refused."""
     percent = _PERCENT.fullmatch(text)
     if percent:
-        ratio = Fraction(percent.group(1)) / 100
+        ratio = _exact(percent.group(1)) / 100
     elif _RATIO.fullmatch(text):
-        ratio = Fraction(text)
+        ratio = _exact(text)
     else:
         raise RuleSyntaxError(
             f"invalid percentage {text!r}: expected e.g. '5%' or a fraction such as 0.05"
@@ -435,18 +439,40 @@ def _parse_ratio(text: str) -> float:
 def _parse_duration(text: str) -> float:
     """Seconds from `500ms`, `2s`, `1m30s` or bare seconds, read exactly as the config does."""
     if _RATIO.fullmatch(text):
-        return float(Fraction(text))
+        return _finite(text, _exact(text))
     position, milliseconds = 0, Fraction(0)
     for part in _DURATION_PART.finditer(text):
         if part.start() != position:
             break
-        milliseconds += Fraction(part.group(1)) * _DURATION_UNITS_MS[part.group(2)]
+        milliseconds += _exact(part.group(1)) * _DURATION_UNITS_MS[part.group(2)]
         position = part.end()
     if position == 0 or position != len(text):
         raise RuleSyntaxError(
             f"invalid duration {text!r}: use a number and a unit (ms, s, m, h, d, w), e.g. '2s'"
         )
-    return float(milliseconds / 1000)
+    return _finite(text, milliseconds / 1000)
+
+
+def _exact(digits: str) -> Fraction:
+    """The decimal `digits` exactly; more digits than Python converts is an error, not a
+    ValueError of `int`'s."""
+    try:
+        return Fraction(digits)
+    except ValueError:
+        raise RuleSyntaxError(f"invalid number {_shorten(digits)}: too many digits") from None
+
+
+def _finite(text: str, exact: Fraction) -> float:
+    """`exact` as a float; one too large for a float is an error, not an OverflowError."""
+    try:
+        return float(exact)
+    except OverflowError:
+        raise RuleSyntaxError(f"invalid duration {_shorten(text)}: too large") from None
+
+
+def _shorten(text: str) -> str:
+    """`text` quoted, cut to a readable length."""
+    return repr(text) if len(text) <= 40 else repr(text[:37]) + "..."
 
 
 def _as_comparator(text: str) -> Comparator:
