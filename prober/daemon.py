@@ -257,10 +257,9 @@ class Daemon:
         now = time.time()
         engine = self.engine
         engine.alerts = AlertState.from_records(await store.load_alerts())
-        snapshots, _ = await store.load_windows()
         restored = set()
         for slo in engine.spec.slos:
-            data = snapshots.get(slo.name)
+            data = await store.load_window(slo.name)  # one at a time: bounded memory
             if data is None:
                 continue
             try:

@@ -144,6 +144,10 @@ async def _load_windows(store: StateStore) -> tuple[dict[str, bytes], float | No
     return await store.load_windows()
 
 
+async def _load_window_each(store: StateStore) -> tuple[bytes | None, ...]:
+    return tuple([await store.load_window(slo) for slo in ("chat-availability", "other", "none")])
+
+
 async def _save_value(store: StateStore) -> None:
     await store.save_value("last_reports", {"chat": T0, "healthcheck": None})
     await store.save_value("last_reports", {"chat": T0 + 1})  # replaces
@@ -163,9 +167,15 @@ async def _load_value(store: StateStore) -> object:
             ({"chat-availability": _window_snapshot(), "other": b""}, T0 + 5),
             ({}, None),
         ),
+        (
+            _save_windows,
+            _load_window_each,
+            (_window_snapshot(), b"", None),
+            (None, None, None),
+        ),
         (_save_value, _load_value, ({"chat": T0 + 1}, None), (None, None)),
     ],
-    ids=["alerts", "windows", "values"],
+    ids=["alerts", "windows", "one-window-at-a-time", "values"],
 )
 def test_aggregates_round_trip_across_reopen(
     db: Path,
