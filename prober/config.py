@@ -21,6 +21,7 @@ Decisions where DESIGN.md is silent:
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -38,7 +39,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from prober.conditions import (
     Condition,
@@ -86,6 +93,10 @@ DEFAULT_EVALUATION_INTERVAL = 30.0
 DEFAULT_STATE_PATH = "./prober-state.db"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LABEL_SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+#: Bounds on the document YAML builds, checked before anything walks it: aliases can make
+#: a small file expand exponentially ("billion laughs") or refer to themselves.
+MAX_NESTING = 64
+MAX_VALUES = 1_000_000
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Percent = Annotated[float, BeforeValidator(parse_percent)]
@@ -344,7 +355,7 @@ class AlertRule(Model):
     @model_validator(mode="after")
     def _window_fits_expression(self) -> AlertRule:
         if not self.when.windowed and (self.window is not None or self.for_ is not None):
-            raise ValueError(f"'{self.when.text}' fires once per change: it takes no window or for")
+            raise ValueError(f"{self.when.text!r} fires once per change: it takes no window or for")
         return self
 
     @property
@@ -561,7 +572,7 @@ class ProberConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's content arrives as init kwargs; the environment wins over it.
-        return (env_settings, init_settings)
+        return (_EnvironmentSource(settings_cls), init_settings)
 
     @field_validator("connectivity_check")
     @classmethod
@@ -580,13 +591,65 @@ class ProberConfig(BaseSettings):
 # ---------------------------------------------------------------------------- loading
 
 
+class _EnvironmentSource(EnvSettingsSource):
+    """`PROBER_*` overrides. A value that is not the JSON its field needs, or that nests
+    too deeply, is a config issue naming the variables (never their values: they may be
+    secrets) rather than pydantic-settings' `SettingsError`."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            prepared = super().prepare_field_value(field_name, field, value, value_is_complex)
+        except (ValueError, RecursionError) as error:
+            prefix = f"{self.env_prefix}{field_name}".upper()
+            names = sorted(
+                name.upper()
+                for name in self.env_vars
+                if name.upper() == prefix or name.upper().startswith(prefix + "__")
+            )
+            why = "nested too deeply" if isinstance(error, RecursionError) else "not valid JSON"
+            if isinstance(error, json.JSONDecodeError):
+                why += f" ({error.msg} at character {error.pos})"
+            message = f"environment override {', '.join(names)}: {why}"
+            raise ConfigError([ConfigIssue(field_name, message)]) from None
+        shape_issue = _shape_issue(prepared, (field_name,))
+        if shape_issue is not None:
+            raise ConfigError([shape_issue])
+        return prepared
+
+
+class _TooDeep(yaml.composer.ComposerError):
+    """The document nests deeper than `MAX_NESTING` (not a syntax error, but where it is)."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects duplicate mapping keys instead of keeping the last."""
+    """A SafeLoader that rejects duplicate mapping keys instead of keeping the last, and
+    stops at `MAX_NESTING` levels (PyYAML's composer recurses, and its scanner slows down
+    with the square of the depth)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_NESTING:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise _TooDeep(None, None, f"nested more than {MAX_NESTING} levels deep", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be text or a number", key_node.start_mark
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -598,13 +661,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_config(path: str | os.PathLike[str]) -> ProberConfig:
     """Read, override from the environment, and validate a config file."""
     file = Path(path)
+    source = str(file) if str(file).isprintable() else repr(str(file))
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([ConfigIssue(str(file), "no such file")]) from None
+        raise ConfigError([ConfigIssue(source, "no such file")]) from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError([ConfigIssue(str(file), f"cannot read: {error}")]) from None
-    return parse_config(text, source=str(file))
+        raise ConfigError([ConfigIssue(source, f"cannot read: {error}")]) from None
+    return parse_config(text, source=source)
 
 
 def parse_config(text: str, source: str = "<config>") -> ProberConfig:
@@ -614,31 +678,93 @@ def parse_config(text: str, source: str = "<config>") -> ProberConfig:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = " ".join(part for part in (error.context, error.problem) if part)
+        problem = _one_line(" ".join(part for part in (error.context, error.problem) if part))
+        if not isinstance(error, _TooDeep):
+            problem = f"YAML syntax error: {problem}"
+        raise ConfigError([ConfigIssue(where, problem)]) from None
+    except yaml.reader.ReaderError as error:  # a character YAML does not allow, e.g. NUL
+        before = text[: error.position]
+        where = f"{source}:{before.count(chr(10)) + 1}:{len(before) - before.rfind(chr(10))}"
+        problem = f"character U+{error.character:04X} is not allowed"  # a code point
         raise ConfigError([ConfigIssue(where, f"YAML syntax error: {problem}")]) from None
     except yaml.YAMLError as error:
-        raise ConfigError([ConfigIssue(source, f"YAML syntax error: {error}")]) from None
+        issue = ConfigIssue(source, f"YAML syntax error: {_one_line(str(error))}")
+        raise ConfigError([issue]) from None
+    except RecursionError:  # PyYAML's composer recurses once per level
+        issue = ConfigIssue(source, f"nested more than {MAX_NESTING} levels deep")
+        raise ConfigError([issue]) from None
     if raw is None:
         raise ConfigError([ConfigIssue(source, "the config is empty")])
     if not isinstance(raw, dict):
         raise ConfigError([ConfigIssue(source, "the config must be a mapping of keys to values")])
+    shape_issue = _shape_issue(raw, ())
+    if shape_issue is not None:
+        raise ConfigError([shape_issue])
 
     issues = list(_cross_reference_issues(raw))
+    # Only text keys reach the model as keyword arguments: not a number (a TypeError), nor
+    # a `_name`, which pydantic-settings would read as its own option (`_env_file`,
+    # `_cli_parse_args`: a config file must not steer how it is loaded).
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(key, str) and not key.startswith("_"):
+            fields[key] = value
+        else:
+            issues.append(ConfigIssue(_format_path((key,)), _unknown_key(key)))
     config: ProberConfig | None = None
     try:
-        config = ProberConfig(**raw)
+        config = ProberConfig(**fields)
     except ValidationError as error:
         issues.extend(_issues_from(error))
+    except ConfigError as error:  # an environment override that cannot be read
+        issues.extend(error.issues)
     if issues or config is None:
         raise ConfigError(sorted(set(issues), key=_issue_order))
     _register_secrets(config, os.environ)
     return config
 
 
+def _one_line(text: str) -> str:
+    """A message on one line: each issue is one `path: message` line."""
+    return " ".join(text.split())
+
+
+def _shape_issue(document: Any, root: tuple[int | str, ...]) -> ConfigIssue | None:
+    """The first place where the document nests deeper than `MAX_NESTING`, holds itself
+    (a recursive YAML alias), or expands past `MAX_VALUES` values, or None. Walked
+    without recursion, and stops at the limit: bounded time and memory whatever the
+    aliases multiply."""
+    count = 0
+    pending: list[tuple[Any, tuple[Any, ...], tuple[int, ...]]] = [(document, root, ())]
+    while pending:
+        node, loc, ancestors = pending.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return ConfigIssue(
+                _format_path(loc),
+                f"the config expands to more than {MAX_VALUES:,} values"
+                " (YAML aliases nested inside each other?)",
+            )
+        if not isinstance(node, dict | list):
+            continue
+        if id(node) in ancestors:
+            return ConfigIssue(
+                _format_path(loc), "a YAML alias inside the value it names: it never ends"
+            )
+        if len(loc) - len(root) >= MAX_NESTING:
+            return ConfigIssue(_format_path(loc), f"nested more than {MAX_NESTING} levels deep")
+        inside = (*ancestors, id(node))
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        pending.extend((value, (*loc, key), inside) for key, value in items)
+    return None
+
+
 def _issue_order(issue: ConfigIssue) -> tuple[Any, ...]:
     """Issues in the order their paths appear, numbers compared as numbers."""
     return tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        (0, len(part.lstrip("0")), part.lstrip("0"))
+        if part.isascii() and part.isdigit()
+        else (1, 0, part)
         for part in re.split(r"[.\[\]]+", issue.path)
         if part
     )
@@ -693,19 +819,18 @@ _ALL_FIELDS = sorted(
 
 def _issues_from(error: ValidationError) -> Iterator[ConfigIssue]:
     details = error.errors(include_url=False)
-    failed_inside = {detail["loc"][:-1] for detail in details if len(detail["loc"]) > 1}
+    # Every location that holds a failed value (a set: one lookup per error, not a scan).
+    failed_inside = {
+        detail["loc"][:end] for detail in details for end in range(1, len(detail["loc"]))
+    }
     for detail in details:
-        if detail["type"] == "too_short" and any(
-            loc[: len(detail["loc"])] == detail["loc"] for loc in failed_inside
-        ):
+        if detail["type"] == "too_short" and detail["loc"] in failed_inside:
             continue  # pydantic counts only the items that validated: the item errors say it
         loc = _without_union_tags(detail["loc"])
         message = detail["msg"]
         kind = detail["type"]
         if kind == "extra_forbidden":
-            key = str(loc[-1]) if loc else "?"
-            guess = difflib.get_close_matches(key, _ALL_FIELDS, n=1)
-            message = f"unknown key {key!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+            message = _unknown_key(str(loc[-1]) if loc else "?")
         elif kind == "missing":
             message = "required"
         elif kind == "too_short":
@@ -713,6 +838,11 @@ def _issues_from(error: ValidationError) -> Iterator[ConfigIssue]:
         elif message.startswith(("Value error, ", "Assertion failed, ")):
             message = message.split(", ", 1)[1]
         yield ConfigIssue(_format_path(loc), message)
+
+
+def _unknown_key(key: object) -> str:
+    guess = difflib.get_close_matches(key, _ALL_FIELDS, n=1) if isinstance(key, str) else []
+    return f"unknown key {key!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
 
 
 def _without_union_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
@@ -724,17 +854,19 @@ def _without_union_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     )
 
 
-def _format_path(loc: tuple[int | str, ...]) -> str:
+def _format_path(loc: tuple[Any, ...]) -> str:
+    """`journeys[1].steps[0].expect[2]`; a key that is not a plain name is quoted, so a
+    path is always one line: `headers['a b']`, `['a\\nb']`."""
     path = ""
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             path += f"[{part}]"
-        elif path and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
-            path += f".{part}"
-        elif path:
+        elif not isinstance(part, str):
             path += f"[{part!r}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            path += f".{part}" if path else part
         else:
-            path = part
+            path += f"[{part!r}]"
     return path or "(root)"
 
 
@@ -788,7 +920,10 @@ def _cross_reference_issues(raw: dict[str, Any]) -> Iterator[ConfigIssue]:
                 )
     yield from _rule_capture_issues(raw, journeys)
     yield from _notifier_name_issues(raw)
-    slo_names = [slo.get("name") for slo in raw.get("slos") or () if isinstance(slo, dict)]
+    slos = raw.get("slos")
+    slo_names = [
+        slo.get("name") for slo in (slos if isinstance(slos, list) else ()) if isinstance(slo, dict)
+    ]
     for index, name in enumerate(slo_names):
         if name is not None and name in slo_names[:index]:
             yield ConfigIssue(f"slos[{index}].name", f"duplicate SLO name {name!r}")
@@ -799,16 +934,20 @@ def _rule_capture_issues(raw: dict[str, Any], journeys: list[Any]) -> Iterator[C
     captures: dict[str, set[str]] = {}
     for journey in journeys:
         if isinstance(journey, dict) and isinstance(journey.get("name"), str):
+            steps = journey.get("steps")
             captures[journey["name"]] = {
                 key
-                for step in journey.get("steps") or ()
+                for step in (steps if isinstance(steps, list) else ())
                 if isinstance(step, dict) and isinstance(step.get("capture"), dict)
                 for key in step["capture"]
+                if isinstance(key, str)
             }
     alerting = raw.get("alerting")
     rules = alerting.get("rules") if isinstance(alerting, dict) else None
     for index, rule in enumerate(rules if isinstance(rules, list) else ()):
-        if not isinstance(rule, dict) or rule.get("journey") not in captures:
+        if not isinstance(rule, dict) or not isinstance(rule.get("journey"), str):
+            continue
+        if rule["journey"] not in captures:
             continue
         try:
             capture = parse_rule_expression(rule.get("when")).capture
@@ -849,7 +988,7 @@ def _choices(name: str, known: set[str]) -> str:
     guess = difflib.get_close_matches(name, sorted(known), n=1)
     if guess:
         return f" (did you mean {guess[0]!r}?)"
-    return f" (known: {', '.join(sorted(known))})"
+    return f" (known: {', '.join(repr(name) for name in sorted(known))})"
 
 
 def _journey_issues(path: str, journey: dict[str, Any]) -> Iterator[ConfigIssue]:
@@ -868,6 +1007,7 @@ def _journey_issues(path: str, journey: dict[str, Any]) -> Iterator[ConfigIssue]
             if name in step_names:
                 yield ConfigIssue(f"{step_path}.name", f"duplicate step name {name!r}")
             step_names.add(name)
+        capture = step.get("capture")
         for field_path, value in _raw_templated_fields(step):
             try:
                 compiled = compile_value(value)
@@ -877,13 +1017,12 @@ def _journey_issues(path: str, journey: dict[str, Any]) -> Iterator[ConfigIssue]
                 if variable.kind == "capture" and variable.name not in captured:
                     why = (
                         "it is captured by this same step, after the request"
-                        if variable.name in (step.get("capture") or {})
+                        if isinstance(capture, dict) and variable.name in capture
                         else "no earlier step captures it"
                     )
                     yield ConfigIssue(
                         f"{step_path}.{field_path}", f"unknown variable {variable}: {why}"
                     )
-        capture = step.get("capture")
         if isinstance(capture, dict):
             captured.update(key for key in capture if isinstance(key, str))
 
@@ -894,7 +1033,7 @@ def _raw_templated_fields(step: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     for section in ("headers", "query"):
         if isinstance(step.get(section), dict):
             for key, value in step[section].items():
-                yield f"{section}.{key}", value
+                yield _format_path((section, key)), value
     for section in ("json", "body"):
         if step.get(section) is not None:
             yield section, step[section]
