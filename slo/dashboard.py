@@ -152,7 +152,7 @@ def _slo_panels(spec: EngineSpec, slo_filter: str) -> list[Builder[Any]]:
         )
         .datasource(DATASOURCE)
         .with_target(_query("A", burn_rate, "{{sloth_slo}} {{sloth_window}}"))
-        .unit("x")
+        .unit("suffix:×")  # burn rates read as multiples: 14.4×
         .min(0)
         .thresholds(_policy_thresholds(spec))
         .thresholds_style(
