@@ -40,11 +40,17 @@ from prober.templates import RenderScope, TemplateError, compile_template
 __all__ = [
     "Channel",
     "DeliveryError",
+    "Factory",
     "Notifier",
     "NotifierConfig",
+    "checked_url",
+    "client_for",
     "http_post",
     "origin_of",
+    "person_policy",
     "read_setting",
+    "secret_setting",
+    "url_hash",
 ]
 
 NotifierConfig = AlertmanagerNotifier | SlackNotifier | WebhookNotifier | EmailNotifier

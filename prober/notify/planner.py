@@ -34,13 +34,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from prober.notify.message import Kind, Status
 from slo.alerting import AlertKey, AlertState, Transition, alert_key
+
+_NO_TEXT: Mapping[str, str] = MappingProxyType({})
 
 __all__ = [
     "AlertRecord",
@@ -74,16 +76,16 @@ class ChannelPolicy:
         return max(self.keep_resolved, self.flapping.window if self.flapping else 0.0)
 
 
-@dataclass(frozen=True)
-class AlertRecord:
-    """What one channel knows and was told about one alert."""
+class AlertRecord(NamedTuple):
+    """What one channel knows and was told about one alert. A named tuple: the planner
+    makes a new one per change, and `_replace` costs a fraction of `dataclasses.replace`."""
 
     state: Status  # the alert's latest state as the channel follows it
     announced: Status | None  # the state last announced
     active_since: float
     resolved_at: float | None
     last_message_at: float
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = _NO_TEXT
     changes: tuple[float, ...] = ()  # state changes within the flap window
     held_since: float | None = None
     held_changes: int = 0
@@ -126,8 +128,7 @@ class AlertRecord:
             raise ValueError(f"not an alert record: {error!r}") from None
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     """One message to queue for one channel (the service turns it into a `Notification`)."""
 
     channel: str
@@ -137,7 +138,7 @@ class Message:
     starts_at: float
     ends_at: float | None
     at: float
-    values: Mapping[str, float] = field(default_factory=dict)
+    values: Mapping[str, float] = MappingProxyType({})
     changes: int = 0
     hold: tuple[float, float] = (0.0, 0.0)  # flapping: (window, settle)
 
@@ -152,6 +153,7 @@ class Plan:
         return bool(self.messages or self.records)
 
 
+@lru_cache(maxsize=65536)
 def key_text(key: AlertKey) -> str:
     """An alert key as the `notified` table stores it."""
     return json.dumps(dict(key), sort_keys=True)
@@ -281,8 +283,7 @@ def _advance(
             base = record or AlertRecord(
                 "resolved", None, firing.active_since, None, firing.fired_at, notes or {}
             )
-            base = replace(
-                base,
+            base = base._replace(
                 active_since=firing.active_since,
                 annotations=notes if notes is not None else base.annotations,
             )
@@ -313,7 +314,7 @@ def _advance(
                 firing.values if firing is not None else _EMPTY,
             )
         )
-        record = replace(record, last_message_at=now)
+        record = record._replace(last_message_at=now)
     if (
         record.state == "resolved"
         and record.held_since is None
@@ -340,15 +341,15 @@ def _change(
     changes: tuple[float, ...] = ()
     if flap is not None:
         changes = (*(t for t in record.changes if t > at - flap.window), at)
-    record = replace(record, state=state, resolved_at=resolved_at, changes=changes)
+    record = record._replace(state=state, resolved_at=resolved_at, changes=changes)
     if record.held_since is not None:
-        return replace(record, held_changes=record.held_changes + 1)
+        return record._replace(held_changes=record.held_changes + 1)
     if flap is not None and len(changes) > flap.max_changes:
         flapping = _message(channel, key, "flapping", record, at, values, len(changes))
-        messages.append(replace(flapping, hold=(flap.window, flap.settle)))
-        return replace(record, announced=state, last_message_at=at, held_since=at, held_changes=1)
+        messages.append(flapping._replace(hold=(flap.window, flap.settle)))
+        return record._replace(announced=state, last_message_at=at, held_since=at, held_changes=1)
     messages.append(_message(channel, key, state, record, at, values))
-    return replace(record, announced=state, last_message_at=at)
+    return record._replace(announced=state, last_message_at=at)
 
 
 def _settle(
@@ -364,13 +365,12 @@ def _settle(
     if record.held_since is None:
         return record
     if flap is None:  # the policy changed under a hold: end it quietly
-        return replace(record, held_since=None, held_changes=0, changes=())
+        return record._replace(held_since=None, held_changes=0, changes=())
     last_change = record.changes[-1] if record.changes else record.held_since
     if now - last_change < flap.settle:
         return record
     messages.append(_message(channel, key, "settled", record, now, _EMPTY, record.held_changes))
-    return replace(
-        record,
+    return record._replace(
         announced=record.state,
         last_message_at=now,
         held_since=None,

@@ -142,6 +142,9 @@ class ChannelSender:
                 self._changed()
                 return
             self.metrics.notification_resends.labels(self.channel.name, "sent").inc()
+        if notifications and self.last_error is not None:
+            self.last_error = None  # it answers again
+            self._changed()
 
     # ------------------------------------------------------------------ delivery
 

@@ -151,3 +151,25 @@ def test_prober_run_exits_2_when_a_notifier_secret_is_unset(tmp_path: Path) -> N
         " (for ${secret.NOPE_KEY})"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_every_notifier_type_has_a_factory_and_the_package_exports_are_pinned() -> None:
+    """The registry covers every `type:` the config accepts; `prober.notify` re-exports only."""
+    import prober.notify
+    from prober.config import _NOTIFIER_TYPES
+    from prober.notify import FACTORIES
+
+    assert sorted(FACTORIES) == sorted(_NOTIFIER_TYPES)
+    assert prober.notify.__all__ == [
+        "FACTORIES",
+        "Channel",
+        "ChannelPolicy",
+        "DeliveryError",
+        "FlapPolicy",
+        "Notification",
+        "NotificationService",
+        "Notifier",
+        "Planner",
+        "SloFigures",
+        "build_channels",
+    ]
