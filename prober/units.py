@@ -115,8 +115,10 @@ def parse_percent(value: object) -> float:
         text = value.strip()
         if text.endswith("%"):
             try:
-                fraction = float(text[:-1]) / 100
-            except ValueError:
+                # Decimal, so that '99.9%' is the double nearest 0.999 (float division
+                # gives 0.9990000000000001, which shifts thresholds and event minimums).
+                fraction = float(Decimal(text[:-1]) / 100)
+            except (ValueError, ArithmeticError):
                 raise ValueError(f"invalid percentage {value!r}: expected e.g. '99.5%'") from None
         else:
             try:

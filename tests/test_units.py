@@ -212,6 +212,16 @@ PERCENTS = [
     ("surrounding-space", " 99.9% ", 0.999),
 ]
 
+#: Percentages that float division gets one ulp off (99.9 / 100 == 0.9990000000000001):
+#: they must be the double nearest the fraction, exactly, or thresholds drift.
+EXACT_PERCENTS = ["99.9%", "99.99%", "0.1%", "99.5%", "95%", "0.3%", "33.3%"]
+
+
+@pytest.mark.parametrize("text", EXACT_PERCENTS)
+def test_parse_percent_is_the_nearest_double(text: str) -> None:
+    """`99.9%` is exactly 0.999 (the double nearest it), not 0.9990000000000001."""
+    assert parse_percent(text) == float(text[:-1] + "e-2")
+
 
 @pytest.mark.parametrize(
     ("value", "fraction"), [p[1:] for p in PERCENTS], ids=[p[0] for p in PERCENTS]
