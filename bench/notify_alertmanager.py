@@ -107,7 +107,7 @@ async def run(url: str, count: int, rounds: int, folder: Path) -> None:
             body = [
                 {
                     "labels": {**dict(key), "alertname": f"Base{round_}"},
-                    "startsAt": rfc3339(since),
+                    "startsAt": rfc3339(since - 60),
                     "endsAt": rfc3339(since + 3600),
                 }
                 for key in labels
