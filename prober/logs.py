@@ -40,6 +40,7 @@ _FIELDS = (
     "listen",
     "version",
     "alert",
+    "notifier",
     "values",
     "inconclusive",
 )

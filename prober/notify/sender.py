@@ -202,7 +202,8 @@ class ChannelSender:
         if self.failures:
             LOGGER.info(
                 f"notifications to {self.channel.name} delivered again"
-                f" after {self.failures} failed attempt(s)"
+                f" after {self.failures} failed attempt(s)",
+                extra={"notifier": self.channel.name},
             )
         self.failures = 0
         self.last_error = None
@@ -267,6 +268,7 @@ class ChannelSender:
             LOGGER.error(
                 f"notification to {self.channel.name} dead-lettered: {reason}",
                 extra={
+                    "notifier": self.channel.name,
                     "alert": dict(notification.labels) if notification else None,
                     "reason": notification.kind if notification else None,
                     "values": {"outbox_id": row.id, "created_at": row.created_at},
