@@ -79,11 +79,19 @@ class Daemon:
 def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def start(config_text: str, *args: str, env: dict[str, str] | None = None) -> Daemon:
+    def start(
+        config_text: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> Daemon:
+        """Start `prober run` on `config_text` (listening on `port`, a free one by default;
+        `preexec_fn` runs in the child before exec, e.g. to set resource limits)."""
         config = tmp_path / f"config-{len(started)}.yaml"
         config.write_text(config_text)
         log = tmp_path / f"daemon-{len(started)}.log"
-        port = free_port()
+        port = port or free_port()
         if "--state" not in args:
             args = (*args, "--state", str(tmp_path / f"state-{len(started)}.db"))
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROBER_")}
@@ -108,6 +116,7 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
                 text=True,
                 env=full_env,
                 cwd=REPO,
+                preexec_fn=preexec_fn,
             )
         daemon = Daemon(process, f"http://127.0.0.1:{port}", config, log)
         started.append(daemon)

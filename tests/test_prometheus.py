@@ -32,17 +32,19 @@ def _prometheus_binary() -> str:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    """Start Prometheus scraping the given target every second; yields its URL."""
+def prometheus(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """`prometheus(target, rules=None)` starts Prometheus scraping `target` every second (and
+    evaluating the rule file `rules` every second); returns its URL."""
     binary = _prometheus_binary()
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(target: str) -> str:
+    def start(target: str, rules: Path | None = None) -> str:
         port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n"
+            + (f"rule_files: ['{rules}']\n" if rules is not None else "")
+            + "scrape_configs:\n"
             f"  - job_name: prober\n    static_configs: [{{targets: ['{target}']}}]\n"
         )
         with (tmp_path / "prometheus.log").open("w") as log:

@@ -11,11 +11,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,11 @@ from prober.demo import SampleAPI
 from prober.demo.api import Fault
 from prober.slos import engine_spec
 from slo.dashboard import dashboard_queries, generate_dashboard
-from tests.conftest import REPO, free_port, run_prober
-from tests.test_daemon import SECRET_ENV, Daemon, http_get, wait_for
+from tests.conftest import free_port, run_prober
+from tests.test_daemon import SECRET_ENV, Daemon, http_get, start_daemon, wait_for
+from tests.test_prometheus import prometheus
+
+__all__ = ["prometheus", "start_daemon"]  # the fixtures, re-used here
 
 pytestmark = pytest.mark.integration
 
@@ -90,44 +92,6 @@ def _binary(name: str) -> str:
     return binary
 
 
-@pytest.fixture
-def prometheus_with_rules(tmp_path: Path) -> Iterator[Callable[[str, Path], str]]:
-    """Start Prometheus scraping a target every second and evaluating `rules` every second."""
-    binary = _binary("prometheus")
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(target: str, rules: Path) -> str:
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            f"rule_files: ['{rules}']\n"
-            "scrape_configs:\n"
-            f"  - job_name: prober\n    static_configs: [{{targets: ['{target}']}}]\n"
-        )
-        with (tmp_path / "prometheus.log").open("w") as log:
-            processes.append(
-                subprocess.Popen(
-                    [
-                        binary,
-                        f"--config.file={config}",
-                        f"--storage.tsdb.path={tmp_path / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{port}",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: http_get(url + "/-/ready")[0] == 200, "Prometheus to be ready")
-        return url
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def api(prometheus_url: str, path: str, **params: str) -> dict[str, Any]:
     """A Prometheus HTTP API call; raises on an error answer (a bad query)."""
     code, body, _ = http_get(f"{prometheus_url}{path}?{urllib.parse.urlencode(params)}")
@@ -164,8 +128,9 @@ def setup(
     tmp_path: Path,
     sample_api: SampleAPI,
     echo_server: str,
-    prometheus_with_rules: Callable[[str, Path], str],
-) -> Iterator[tuple[str, Daemon, str]]:
+    prometheus: Callable[..., str],
+    start_daemon: Callable[..., Daemon],
+) -> tuple[str, Daemon, str]:
     """A daemon probing the sample API with 30% of chat messages failing, and Prometheus
     scraping it with the generated rules loaded; returns (Prometheus URL, daemon, config).
 
@@ -179,44 +144,9 @@ def setup(
     result = run_prober("rules", "-c", str(config), "-o", str(rules), env=SECRET_ENV)
     assert result.returncode == 0, result.stderr
     port = free_port()
-    url = prometheus_with_rules(f"127.0.0.1:{port}", rules)
-    log = tmp_path / "daemon.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROBER_")} | SECRET_ENV
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prober",
-                "run",
-                "-c",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--state",
-                str(tmp_path / "state.db"),
-                "--grace",
-                "5s",
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-    daemon = Daemon(process, f"http://127.0.0.1:{port}", config, log)
-    try:
-        wait_for(lambda: daemon.get("/healthz")[0] == 200 or process.poll() is not None, "/healthz")
-        assert process.poll() is None, log.read_text()
-        yield url, daemon, text
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    url = prometheus(f"127.0.0.1:{port}", rules)
+    daemon = start_daemon(text, port=port, env=SECRET_ENV)
+    return url, daemon, text
 
 
 def test_prometheus_agrees_with_the_daemon(setup: tuple[str, Daemon, str]) -> None:

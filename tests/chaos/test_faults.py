@@ -8,8 +8,6 @@ import random
 import resource
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from prober.demo import Fault, SampleAPI
-from tests.conftest import REPO, free_port
 from tests.notify.conftest import Receiver
-from tests.test_daemon import Daemon, http_get, sample, start_daemon, wait_for
+from tests.test_daemon import Daemon, sample, start_daemon, wait_for
 
 __all__ = ["start_daemon"]  # the fixture, re-used from the daemon tests
 
@@ -126,80 +123,53 @@ def _limit_file_size() -> None:  # runs in the child before exec
     resource.setrlimit(resource.RLIMIT_FSIZE, (DISK_LIMIT, resource.RLIM_INFINITY))
 
 
-def test_disk_full_keeps_probing_and_says_so(sample_api: SampleAPI, tmp_path: Path) -> None:
+def test_disk_full_keeps_probing_and_says_so(
+    sample_api: SampleAPI, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
     """The state file cannot grow (RLIMIT_FSIZE, as a full disk): the daemon logs a clear
     error, counts it in a metric, keeps probing and serving; once there is room again the
     runs of the full period are written too, and it exits 0."""
-    config = tmp_path / "config.yaml"
-    config.write_text(load_config(sample_api.url, "http://127.0.0.1:9/", journeys=40))
-    port = free_port()
-    log = tmp_path / "daemon.log"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PROBER_")}
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prober",
-                "run",
-                "-c",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--state",
-                str(tmp_path / "state.db"),
-                "--log-level",
-                "warning",  # keeps the log file itself far below the limit
-                "--grace",
-                "5s",
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            cwd=REPO,
-            preexec_fn=_limit_file_size,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: http_get(url + "/healthz")[0] == 200, "the daemon to start")
+    state = tmp_path / "full.db"
+    daemon = start_daemon(
+        load_config(sample_api.url, "http://127.0.0.1:9/", journeys=40),
+        "--state",
+        str(state),
+        "--log-level",
+        "warning",  # keeps the log file itself far below the limit
+        preexec_fn=_limit_file_size,
+    )
 
-        def metric(name: str, **labels: str) -> float:
-            return sample(http_get(url + "/metrics")[1], name, **labels) or 0.0
+    def metric(name: str, **labels: str) -> float:
+        return sample(daemon.metrics(), name, **labels) or 0.0
 
-        wait_for(lambda: metric("prober_state_errors_total") >= 3, "state writes to fail", 60)
-        runs_then = metric("prober_journey_runs_total", journey="load_0", result="success")
-        wait_for(
-            lambda: (
-                metric("prober_journey_runs_total", journey="load_0", result="success")
-                >= runs_then + 5
-            ),
-            "probing to go on",
-        )
-        assert http_get(url + "/api/status")[0] == 200
-        assert process.poll() is None
-        # Room again (as after an operator frees space): what could not be written is
-        # written now, the runs of the full-disk period included.
-        resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
-        errors = metric("prober_state_errors_total")
-        time.sleep(3)  # a few flushes (one a second): the errors must have stopped
-        assert metric("prober_state_errors_total") <= errors + 1
-        runs = sum(
-            metric("prober_journey_runs_total", journey="healthcheck", result=result)
-            for result in ("success", "failure")
-        )
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    with sqlite3.connect(tmp_path / "state.db") as connection:
+    wait_for(lambda: metric("prober_state_errors_total") >= 3, "state writes to fail", 60)
+    runs_then = metric("prober_journey_runs_total", journey="load_0", result="success")
+    wait_for(
+        lambda: (
+            metric("prober_journey_runs_total", journey="load_0", result="success") >= runs_then + 5
+        ),
+        "probing to go on",
+    )
+    assert daemon.get("/api/status")[0] == 200
+    # Room again (as after an operator frees space): what could not be written is
+    # written now, the runs of the full-disk period included.
+    pid = daemon.process.pid
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+    errors = metric("prober_state_errors_total")
+    time.sleep(3)  # a few flushes (one a second): the errors must have stopped
+    assert metric("prober_state_errors_total") <= errors + 1
+    runs = sum(
+        metric("prober_journey_runs_total", journey="healthcheck", result=result)
+        for result in ("success", "failure")
+    )
+    assert daemon.stop() == 0
+    with sqlite3.connect(state) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stored = connection.execute(
             "SELECT count(*) FROM events WHERE journey = 'healthcheck'"
         ).fetchone()[0]
     assert stored >= runs  # nothing lost to the full disk
-    text = log.read_text()
+    text = daemon.log.read_text()
     assert "state file write failed" in text
     assert "is the disk full?" in text
     assert "Traceback" not in text
