@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -100,6 +101,16 @@ MAX_VALUES = 1_000_000
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Percent = Annotated[float, BeforeValidator(parse_percent)]
+
+
+def _existing_file(value: str) -> str:
+    if not os.path.isfile(value):
+        raise ValueError(f"no such file {value!r}")
+    return value
+
+
+#: A path that must name an existing file when the config is loaded (a CA bundle).
+ExistingFile = Annotated[str, AfterValidator(_existing_file)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 Name = Annotated[str, Field(pattern=_LABEL_SAFE_NAME, max_length=100)]
 
@@ -157,7 +168,7 @@ class Model(BaseModel):
 class Target(Model):
     base_url: str = DEFAULT_BASE_URL
     tls_verify: bool = True
-    tls_ca_file: str | None = None
+    tls_ca_file: ExistingFile | None = None
     headers: dict[str, str] = Field(default_factory=lambda: {"User-Agent": DEFAULT_USER_AGENT})
 
     @field_validator("base_url")
@@ -166,13 +177,6 @@ class Target(Model):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
-
-    @field_validator("tls_ca_file")
-    @classmethod
-    def _readable(cls, value: str | None) -> str | None:
-        if value is not None and not os.path.isfile(value):
-            raise ValueError(f"no such file {value!r}")
-        return value
 
 
 class Defaults(Model):
@@ -442,14 +446,7 @@ class _Notifier(Model):
     backoff_max: Duration = Field(DEFAULT_BACKOFF_MAX, gt=0)
     dead_letter_after: Duration = Field(DEFAULT_DEAD_LETTER_AFTER, gt=0)
     tls_verify: bool = True
-    tls_ca_file: str | None = None
-
-    @field_validator("tls_ca_file")
-    @classmethod
-    def _readable(cls, value: str | None) -> str | None:
-        if value is not None and not os.path.isfile(value):
-            raise ValueError(f"no such file {value!r}")
-        return value
+    tls_ca_file: ExistingFile | None = None
 
     def name_or_type(self) -> str:
         return self.name or str(getattr(self, "type", ""))
