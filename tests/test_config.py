@@ -96,6 +96,17 @@ def step_config(step_yaml: str, extra: str = "") -> str:
             "journeys[0].steps[0].capture.v: unknown subject 'jsn.version'",
         ),
         (
+            step_config("- name: s\n  url: /", "target: {tls_ca_file: /nonexistent/ca.pem}"),
+            "target.tls_ca_file: no such file '/nonexistent/ca.pem'",
+        ),
+        (
+            step_config(
+                "- name: s\n  url: /",
+                "alerting: {notifiers: [{type: webhook, url: 'http://h/', tls_ca_file: /no/ca.pem}]}",
+            ),
+            "alerting.notifiers[0].tls_ca_file: no such file '/no/ca.pem'",
+        ),
+        (
             step_config("- name: s"),
             "journeys[0].steps[0].url: required",
         ),
@@ -156,6 +167,8 @@ def step_config(step_yaml: str, extra: str = "") -> str:
         "duplicate-step",
         "bad-method",
         "bad-capture",
+        "missing-ca-file",
+        "notifier-missing-ca-file",
         "missing-url",
         "bad-base-url",
         "notifier-missing-field",
