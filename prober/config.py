@@ -64,7 +64,9 @@ from prober.templates import (
     compile_value,
     variables_in,
 )
-from prober.units import parse_duration, parse_percent, parse_size
+from prober.units import format_duration, parse_duration, parse_percent, parse_size
+from slo.budget import SLOError
+from slo.policies import PolicySpec, burn_rate_threshold
 from slo.rules import RuleExpression, RuleSyntaxError, parse_rule_expression
 
 __all__ = [
@@ -98,8 +100,25 @@ _LABEL_SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 #: a small file expand exponentially ("billion laughs") or refer to themselves.
 MAX_NESTING = 64
 MAX_VALUES = 1_000_000
+#: Durations lie between 1ms and 10 years (or are 0 where that means "none"): beyond is a
+#: typo, and it keeps the SLO arithmetic (runs per window, failures to trip) within a
+#: float's exact integers.
+MIN_DURATION = 0.001
+MAX_DURATION = 10 * 365 * 86400.0
+#: A burn-rate policy fires above an error ratio of `threshold × error budget`; a limit
+#: outside these bounds cannot be measured by any probe rate.
+MIN_ERROR_RATIO_LIMIT = 1e-12
+MAX_ERROR_RATIO_LIMIT = 1e3
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+def _bounded_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds and not MIN_DURATION <= seconds <= MAX_DURATION:
+        raise ValueError(f"invalid duration {value!r}: must be 0 or lie between 1ms and 10 years")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(_bounded_duration)]
 Percent = Annotated[float, BeforeValidator(parse_percent)]
 
 
@@ -162,7 +181,9 @@ TemplateValue = Annotated[Any, PlainValidator(_as_template_value)]
 class Model(BaseModel):
     """Frozen, strict about unknown keys: a typo must not pass silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
+    )
 
 
 class Target(Model):
@@ -317,6 +338,17 @@ class BurnRatePolicy(Model):
             raise ValueError("set exactly one of 'budget_consumed' or 'burn_rate'")
         if self.short >= self.long:
             raise ValueError("the short window must be shorter than the long one")
+        try:  # a dry run: what the SLO engine refuses (a budget_consumed of 0%) fails here
+            PolicySpec(
+                self.severity,
+                self.long,
+                self.short,
+                self.budget_consumed,
+                self.burn_rate,
+                self.min_events,
+            )
+        except SLOError as error:
+            raise ValueError(str(error)) from None
         return self
 
 
@@ -545,6 +577,7 @@ class ProberConfig(BaseSettings):
         frozen=True,
         arbitrary_types_allowed=True,
         populate_by_name=True,
+        allow_inf_nan=False,
     )
 
     service: Name = "service"
@@ -715,6 +748,8 @@ def parse_config(text: str, source: str = "<config>") -> ProberConfig:
         issues.extend(_issues_from(error))
     except ConfigError as error:  # an environment override that cannot be read
         issues.extend(error.issues)
+    if config is not None:
+        issues.extend(_policy_limit_issues(config))
     if issues or config is None:
         raise ConfigError(sorted(set(issues), key=_issue_order))
     _register_secrets(config, os.environ)
@@ -754,6 +789,27 @@ def _shape_issue(document: Any, root: tuple[int | str, ...]) -> ConfigIssue | No
         items = node.items() if isinstance(node, dict) else enumerate(node)
         pending.extend((value, (*loc, key), inside) for key, value in items)
     return None
+
+
+def _policy_limit_issues(config: ProberConfig) -> Iterator[ConfigIssue]:
+    """Each SLO with each burn-rate policy fires above an error ratio that can be measured
+    (see `MIN_ERROR_RATIO_LIMIT`): an objective of 99.99999999999% or a burn rate of 1e-9
+    cannot, and the engine's arithmetic would leave a float's range trying."""
+    for index, slo in enumerate(config.slos):
+        for policy in config.alerting.burn_rate_policies:
+            threshold = policy.burn_rate
+            if threshold is None:
+                assert policy.budget_consumed is not None  # BurnRatePolicy checks one is set
+                threshold = burn_rate_threshold(policy.budget_consumed, slo.window, policy.long)
+            limit = threshold * (1 - slo.objective)
+            if not MIN_ERROR_RATIO_LIMIT <= limit <= MAX_ERROR_RATIO_LIMIT:
+                yield ConfigIssue(
+                    f"slos[{index}]",
+                    f"with the {policy.severity} burn-rate policy over"
+                    f" {format_duration(policy.long)}, the alert fires above an error ratio of"
+                    f" {limit:.3g}, which no probe can measure (keep it between"
+                    f" {MIN_ERROR_RATIO_LIMIT:g} and {MAX_ERROR_RATIO_LIMIT:g})",
+                )
 
 
 def _issue_order(issue: ConfigIssue) -> tuple[Any, ...]:
