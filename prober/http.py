@@ -146,7 +146,9 @@ class HttpResponse:
             charset = _charset(self.header("content-type") or "") or "utf-8"
             try:
                 self._text = self.body.decode(charset, errors="replace")
-            except LookupError:
+            except (LookupError, UnicodeError):
+                # An unknown charset, or a codec that will not replace (idna): the target's
+                # label is wrong, so read the bytes as UTF-8 like any other.
                 self._text = self.body.decode("utf-8", errors="replace")
         return self._text
 

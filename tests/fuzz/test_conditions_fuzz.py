@@ -286,11 +286,6 @@ def test_capture_subjects(text: str, response: HttpResponse) -> None:
         assert found or isinstance(value, str)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="prober/http.py HttpResponse.text() lets UnicodeError escape for a charset whose"
-    " codec refuses errors='replace' (idna); owner's file, reported",
-)
 def test_body_in_a_charset_that_cannot_replace() -> None:
     """A `body` capture of a response declaring `charset=idna` says why, not raises."""
     response = HttpResponse(
