@@ -339,17 +339,21 @@ class BurnRatePolicy(Model):
         if self.short >= self.long:
             raise ValueError("the short window must be shorter than the long one")
         try:  # a dry run: what the SLO engine refuses (a budget_consumed of 0%) fails here
-            PolicySpec(
-                self.severity,
-                self.long,
-                self.short,
-                self.budget_consumed,
-                self.burn_rate,
-                self.min_events,
-            )
+            self.spec()
         except SLOError as error:
             raise ValueError(str(error)) from None
         return self
+
+    def spec(self) -> PolicySpec:
+        """This row as the SLO engine's policy spec."""
+        return PolicySpec(
+            severity=self.severity,
+            long_window=self.long,
+            short_window=self.short,
+            budget_consumed=self.budget_consumed,
+            burn_rate=self.burn_rate,
+            min_events=self.min_events,
+        )
 
 
 DEFAULT_BURN_RATE_POLICIES = (
@@ -800,6 +804,8 @@ def _policy_limit_issues(config: ProberConfig) -> Iterator[ConfigIssue]:
             threshold = policy.burn_rate
             if threshold is None:
                 assert policy.budget_consumed is not None  # BurnRatePolicy checks one is set
+                # Not `resolve_policy`: it refuses a threshold that underflows to 0, which
+                # is exactly what this check reports as an issue.
                 threshold = burn_rate_threshold(policy.budget_consumed, slo.window, policy.long)
             limit = threshold * (1 - slo.objective)
             if not MIN_ERROR_RATIO_LIMIT <= limit <= MAX_ERROR_RATIO_LIMIT:

@@ -6,24 +6,14 @@ from __future__ import annotations
 from prober.config import ProberConfig
 from prober.results import RunResult
 from slo.engine import DEFAULT_ALERT_NAME, EngineSpec, Event, RuleSpec, SloSpec
-from slo.policies import PolicySpec, resolve_policies
+from slo.policies import resolve_policies
 
 __all__ = ["engine_spec", "event_from_run"]
 
 
 def engine_spec(config: ProberConfig, *, journeys: set[str] | None = None) -> EngineSpec:
     """`journeys` limits `ProberNoData` to these (replay: the journeys the events mention)."""
-    specs = tuple(
-        PolicySpec(
-            severity=policy.severity,
-            long_window=policy.long,
-            short_window=policy.short,
-            budget_consumed=policy.budget_consumed,
-            burn_rate=policy.burn_rate,
-            min_events=policy.min_events,
-        )
-        for policy in config.alerting.burn_rate_policies
-    )
+    specs = tuple(policy.spec() for policy in config.alerting.burn_rate_policies)
     slos = tuple(
         SloSpec(
             name=slo.name,

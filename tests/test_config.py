@@ -107,6 +107,16 @@ def step_config(step_yaml: str, extra: str = "") -> str:
             "alerting.notifiers[0].tls_ca_file: no such file '/no/ca.pem'",
         ),
         (
+            step_config(
+                "- name: s\n  url: /",
+                "slos: [{name: a, journey: j, objective: 99%, window: 1ms}]\n"
+                "alerting: {burn_rate_policies: [{severity: critical, long: 520w, short: 1ms,"
+                " budget_consumed: 1e-320}]}",
+            ),
+            "slos[0]: with the critical burn-rate policy over 520w, the alert fires above an"
+            " error ratio of 0, which no probe can measure",
+        ),
+        (
             step_config("- name: s"),
             "journeys[0].steps[0].url: required",
         ),
@@ -169,6 +179,7 @@ def step_config(step_yaml: str, extra: str = "") -> str:
         "bad-capture",
         "missing-ca-file",
         "notifier-missing-ca-file",
+        "policy-threshold-underflows",
         "missing-url",
         "bad-base-url",
         "notifier-missing-field",
