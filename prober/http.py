@@ -48,7 +48,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -559,15 +559,25 @@ _PHASE_WORDS = {
 }
 
 
-def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+def _chain(error: BaseException, *, past_from_none: bool = True) -> Iterator[BaseException]:
+    """`error`, then what caused it (`__cause__`, else `__context__`), and so on; each once,
+    however the chain loops. `past_from_none=False` stops where `raise ... from None` said
+    the context is not the story (e.g. a parser's words already rephrased)."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return True
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+        yield current
+        if current.__cause__ is not None:
+            current = current.__cause__
+        elif past_from_none or not current.__suppress_context__:
+            current = current.__context__
+        else:
+            current = None
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    return any(isinstance(link, kind) for link in _chain(error))
 
 
 def _drop_tracebacks(error: BaseException) -> None:
@@ -579,27 +589,19 @@ def _drop_tracebacks(error: BaseException) -> None:
     that fails its handshake ten times a second made the daemon's RSS climb by tens of
     MiB between collections (tests/chaos/test_soak.py); with the tracebacks gone,
     reference counting frees it all at once."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        current.__traceback__ = None
-        current = current.__cause__ or current.__context__
+    for link in _chain(error):
+        link.__traceback__ = None
 
 
 def _describe(error: BaseException) -> str:
     """The innermost useful message: errors may wrap OS and SSL errors."""
     messages: list[str] = []
-    current: BaseException | None = error
-    while current is not None and len(messages) < 4:
-        text = str(current).strip()
+    for link in _chain(error, past_from_none=False):
+        text = str(link).strip()
         if text and text not in messages:
             messages.append(text)
-        # `raise ... from None` means the context is not the story (e.g. a parser's words
-        # already rephrased): stop there.
-        current = current.__cause__ or (
-            None if current.__suppress_context__ else current.__context__
-        )
+            if len(messages) == 4:
+                break
     if not messages:
         return type(error).__name__
     return messages[-1] if len(messages[-1]) > 8 else messages[0]

@@ -213,7 +213,7 @@ def _plain_head(
     if status_line is None:
         return None
     status = int(status_line.group(1))
-    if not _has_body(method, status) or status < 200:
+    if not _has_body(method, status):  # HEAD, 1xx, 204 and 304 are h11's
         return None
     headers: list[tuple[bytes, bytes]] = []
     length: int | None = None

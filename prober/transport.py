@@ -52,9 +52,7 @@ class _BufferingProtocol(asyncio.Protocol):
         ):
             self.transport.pause_reading()
             self._reading_paused = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake()
 
     def eof_received(self) -> bool:
         self.eof = True
