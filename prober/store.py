@@ -51,7 +51,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final, Literal, NamedTuple, ParamSpec, TypeVar
+from typing import Concatenate, Final, Literal, NamedTuple, ParamSpec, TypeVar
 
 from prober.errors import StateError
 from prober.replay import event_to_json, parse_event
@@ -214,8 +214,7 @@ class StateStore:
         full disk, say) the batch goes back to the front of the buffer for the next write,
         within the buffer's bound (`MAX_BUFFERED_EVENTS`; beyond it the oldest are dropped
         and counted)."""
-        batch = self._take_buffer()
-        return self._requeue_on_failure(batch, self._submit(self._database.insert_events, batch))
+        return self._submit_with_buffer(self._database.insert_events)
 
     def append_events(self, events: Sequence[Event]) -> asyncio.Future[None]:
         """Write the buffer and then `events` in one transaction."""
@@ -225,18 +224,12 @@ class StateStore:
 
     def events_since(self, since: float) -> asyncio.Future[list[Event]]:
         """Every event added so far with `timestamp >= since`, oldest first."""
-        batch = self._take_buffer()
-        return self._requeue_on_failure(
-            batch, self._submit(self._database.select_events, batch, since)
-        )
+        return self._submit_with_buffer(self._database.select_events, since)
 
     def events_after_windows(self) -> asyncio.Future[list[Event]]:
         """The events the last saved window snapshots do not hold (all of them when none
         were saved), oldest first: replay them on top of the restored windows."""
-        batch = self._take_buffer()
-        return self._requeue_on_failure(
-            batch, self._submit(self._database.select_events, batch, None)
-        )
+        return self._submit_with_buffer(self._database.select_events, None)
 
     def prune(self, before: float) -> asyncio.Future[int]:
         """Delete the stored events with `timestamp < before`; how many were deleted."""
@@ -249,14 +242,7 @@ class StateStore:
         They must hold exactly the events added before this call: take them and call this
         in one synchronous step, with no `await` in between."""
         rows = [(slo, taken_at, bytes(data)) for slo, data in snapshots.items()]
-        batch = self._take_buffer()
-        return self._requeue_on_failure(
-            batch, self._submit(self._database.replace_windows, batch, rows)
-        )
-
-    def load_windows(self) -> asyncio.Future[tuple[dict[str, bytes], float | None]]:
-        """The stored snapshots and when they were taken; `({}, None)` when none."""
-        return self._submit(self._database.select_windows)
+        return self._submit_with_buffer(self._database.replace_windows, rows)
 
     def load_window(self, slo: str) -> asyncio.Future[bytes | None]:
         """One SLO's stored snapshot, or None. Restoring many SLOs one at a time keeps only
@@ -367,11 +353,17 @@ class StateStore:
         self._buffer.clear()
         return batch
 
-    def _requeue_on_failure(
-        self, batch: list[Event], write: asyncio.Future[_T]
+    def _submit_with_buffer(
+        self,
+        function: Callable[Concatenate[list[Event], _P], _T],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
     ) -> asyncio.Future[_T]:
-        """If `write` fails, put `batch` back before what was buffered since (its
-        transaction rolled back: none of it was stored)."""
+        """`function(buffered events, ...)` on the worker, which writes them first in its
+        transaction. If that fails, the events go back before what was buffered since
+        (the transaction rolled back: none of them was stored)."""
+        batch = self._take_buffer()
+        write = self._submit(function, batch, *args, **kwargs)
         if not batch:
             return write
 
@@ -628,11 +620,6 @@ class _Database:
                 "INSERT INTO windows (slo, taken_at, through_event, data) VALUES (?, ?, ?, ?)",
                 [(slo, taken_at, last[0], data) for slo, taken_at, data in rows],
             )
-
-    def select_windows(self) -> tuple[dict[str, bytes], float | None]:
-        rows = self.connection.execute("SELECT slo, taken_at, data FROM windows").fetchall()
-        taken_at = max((row[1] for row in rows), default=None)
-        return {slo: bytes(data) for slo, _, data in rows}, taken_at
 
     def select_window(self, slo: str) -> bytes | None:
         row = self.connection.execute("SELECT data FROM windows WHERE slo = ?", (slo,)).fetchone()

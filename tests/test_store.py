@@ -140,10 +140,6 @@ async def _save_windows(store: StateStore) -> None:
     await store.save_windows({"chat-availability": _window_snapshot(), "other": b""}, T0 + 5)
 
 
-async def _load_windows(store: StateStore) -> tuple[dict[str, bytes], float | None]:
-    return await store.load_windows()
-
-
 async def _load_window_each(store: StateStore) -> tuple[bytes | None, ...]:
     return tuple([await store.load_window(slo) for slo in ("chat-availability", "other", "none")])
 
@@ -163,19 +159,13 @@ async def _load_value(store: StateStore) -> object:
         (_save_alerts, _load_alerts, tuple(_alert_records()), ()),
         (
             _save_windows,
-            _load_windows,
-            ({"chat-availability": _window_snapshot(), "other": b""}, T0 + 5),
-            ({}, None),
-        ),
-        (
-            _save_windows,
             _load_window_each,
             (_window_snapshot(), b"", None),
             (None, None, None),
         ),
         (_save_value, _load_value, ({"chat": T0 + 1}, None), (None, None)),
     ],
-    ids=["alerts", "windows", "one-window-at-a-time", "values"],
+    ids=["alerts", "windows", "values"],
 )
 def test_aggregates_round_trip_across_reopen(
     db: Path,
@@ -193,8 +183,9 @@ def test_aggregates_round_trip_across_reopen(
 def test_restored_window_counts_match(db: Path) -> None:
     """A window snapshot survives the file byte for byte: the restored window counts alike."""
     run(_save_windows, db)
-    snapshots, _ = run(_load_windows, db)
-    restored = EventWindow.restore(snapshots["chat-availability"], 86400.0)
+    snapshot, _, _ = run(_load_window_each, db)
+    assert snapshot is not None
+    restored = EventWindow.restore(snapshot, 86400.0)
     original = EventWindow.restore(_window_snapshot(), 86400.0)
     assert restored.counts(3600.0, T0 + 700) == original.counts(3600.0, T0 + 700)
 
