@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 
 from prober.config import ProberConfig
 from prober.results import PHASES, REASONS, RunResult, StepResult
-from prober.sketch import TieredSketch
+from prober.sketch import DEFAULT_TIERS, TieredSketch
 from slo.engine import Tick, format_window
 
 __all__ = ["LATENCY_BUCKETS", "QUANTILES", "ProberMetrics"]
@@ -38,8 +38,8 @@ __all__ = ["LATENCY_BUCKETS", "QUANTILES", "ProberMetrics"]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
-#: Percentile windows: name → (width, resolution) seconds (see prober.sketch.DEFAULT_TIERS).
-WINDOWS = {"5m": (300.0, 10.0), "1h": (3600.0, 60.0)}
+#: Percentile windows: name → (width, resolution) seconds.
+WINDOWS = DEFAULT_TIERS
 
 
 class ProberMetrics:
