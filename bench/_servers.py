@@ -40,6 +40,14 @@ def cpu_seconds(pid: int) -> float:
     return ticks / 100.0
 
 
+def rss_mib(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 @contextmanager
 def nginx(delay_ms: int = 0) -> Iterator[str]:
     """nginx answering `GET /health` with a tiny JSON body; yields its base URL."""

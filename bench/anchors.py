@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from _servers import blackbox_exporter, cpu_seconds, free_port, nginx
+from _servers import blackbox_exporter, cpu_seconds, free_port, nginx, rss_mib
 
 from prober.sketch import TieredSketch
 from prober.store import StateStore
@@ -56,13 +56,6 @@ def scrape_runs(url: str) -> float:
         for line in text.splitlines()
         if line.startswith("prober_journey_runs_total{")
     )
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 @contextmanager
@@ -262,7 +255,9 @@ def main() -> None:
         if not args.skip_rss:
             rss, runs = rss_with_history(target, 1000)
             sketches = sketch_hour_kib()
-            print("RSS, 1,000 journeys x 1/s, each with a 30-day SLO restored from 30 days of history:")
+            print(
+                "RSS, 1,000 journeys x 1/s, each with a 30-day SLO restored from 30 days of history:"
+            )
             print(f"  after 20 s: {rss:.1f} MiB ({runs:.0f} runs so far)")
             print(
                 f"  + percentile sketches at a full hour: {sketches:.1f} KiB/journey"

@@ -22,19 +22,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from _servers import blackbox_exporter, cpu_seconds, free_port, nginx
+from _servers import blackbox_exporter, cpu_seconds, free_port, nginx, rss_mib
 
 from prober import eventloop
 from prober.config import parse_config
 from prober.daemon import Daemon
 from prober.logs import configure_logging
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def percentile(values: list[float], q: float) -> float:

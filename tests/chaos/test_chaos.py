@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -57,10 +57,9 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def chaos() -> Iterator[ChaosTarget]:
-    with ChaosTarget() as target:
-        yield target
+def journey_name(case: Case, index: int) -> str:
+    """The journey `chaos_config` makes of `cases[index]`."""
+    return f"{case.name.replace('-', '_')}_{index}"
 
 
 def chaos_config(target: ChaosTarget, cases: list[Case], *, interval: str = "1s") -> str:
@@ -74,9 +73,7 @@ def chaos_config(target: ChaosTarget, cases: list[Case], *, interval: str = "1s"
         steps = [f"{{name: get, url: '{url}'{extra}}}"]
         if case.then_ok:
             steps.append(f"{{name: then, url: '{target.url('/ok')}'}}")
-        journeys.append(
-            f"  - {{name: {case.name.replace('-', '_')}_{index}, steps: [{', '.join(steps)}]}}"
-        )
+        journeys.append(f"  - {{name: {journey_name(case, index)}, steps: [{', '.join(steps)}]}}")
     return (
         f"target: {{base_url: '{target.url('')}', tls_ca_file: '{target.ca_file}'}}\n"
         f"defaults: {{interval: {interval}, timeout: {TIMEOUT}, jitter: 0%,"
@@ -153,7 +150,7 @@ def test_daemon_survives_every_misbehaviour_on_time(
     still drains and exits 0 on SIGTERM."""
     daemon = start_daemon(chaos_config(chaos, CASES, interval="2s"))
     started = time.monotonic()
-    names = [f"{case.name.replace('-', '_')}_{index}" for index, case in enumerate(CASES)]
+    names = [journey_name(case, index) for index, case in enumerate(CASES)]
 
     def runs(name: str) -> float:
         return sum(

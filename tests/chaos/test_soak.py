@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from tests.chaos.target import ChaosTarget
-from tests.chaos.test_chaos import CASES, chaos_config, rss_mib
+from tests.chaos.test_chaos import CASES, chaos_config, journey_name, rss_mib
 from tests.test_daemon import Daemon, sample, start_daemon, wait_for
 
 __all__ = ["start_daemon"]  # the fixture, re-used from the daemon tests
@@ -29,12 +29,6 @@ WARM_UP = 12.0  # seconds: imports, first runs, caches, the sketches' first buck
 JOURNEYS = 200
 RSS_GROWTH_MIB = 8.0  # allowed difference between the first and last third after warm-up
 FD_GROWTH = 16
-
-
-@pytest.fixture(scope="module")
-def chaos() -> Iterator[ChaosTarget]:
-    with ChaosTarget() as target:
-        yield target
 
 
 def open_fds(pid: int) -> int:
@@ -80,7 +74,7 @@ def test_soak_no_growth_no_leaks(chaos: ChaosTarget, start_daemon: Callable[...,
             sample(metrics, "prober_journey_runs_total", journey=name, result=result) or 0
             for result in ("success", "failure")
         )
-        for name in (f"{case.name.replace('-', '_')}_{i}" for i, case in enumerate(cases))
+        for name in (journey_name(case, i) for i, case in enumerate(cases))
     ]
     assert min(runs) >= SOAK_SECONDS / 2 - 3, report
     # An overrun (a run still going at its next tick) only comes from this machine being
