@@ -3,12 +3,9 @@ the sender's bookkeeping, counts, housekeeping, and the migration of a schema-2 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -20,8 +17,8 @@ from prober.store import (
     StateError,
     StateStore,
 )
+from tests.test_store import run
 
-_T = TypeVar("_T")
 T0 = 1_780_000_000.0
 RECORDS = [
     {
@@ -33,17 +30,6 @@ RECORDS = [
         "values": {},
     }
 ]
-
-
-def run(job: Callable[[StateStore], Awaitable[_T]], path: Path) -> _T:
-    async def main() -> _T:
-        store = StateStore.open(path)
-        try:
-            return await job(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
 
 
 def entries(channel: str, *payloads: str) -> list[OutboxEntry]:
