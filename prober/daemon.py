@@ -414,7 +414,7 @@ class Daemon:
         self._apply(self.config, self._channels)
         await self.restore()
         await self.notify.start(self._alert_store)
-        _tune_garbage_collector()
+        tune_garbage_collector()
         background = [
             loop.create_task(self.lag.run()),
             loop.create_task(self._watch_file()),
@@ -451,7 +451,7 @@ class Daemon:
         return 0
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """Fewer, cheaper collections: a run allocates many short-lived objects, and with the
     default thresholds the cyclic collector walks the whole heap often enough to show as
     schedule-lag spikes. Objects alive after start-up (config, metrics, modules) are frozen
