@@ -51,8 +51,9 @@ from prober.journey import JourneyRunner
 from prober.logs import LOGGER, log_run
 from prober.metrics import ProberMetrics
 from prober.notify import Channel, NotificationService, build_channels
+from prober.ratelimit import HostRateLimits
 from prober.results import RunResult
-from prober.scheduler import HostRateLimits, Scheduler
+from prober.scheduler import Scheduler
 from prober.server import StatusServer
 from prober.slos import engine_spec, event_from_run
 from prober.status import StatusBoard, render_page

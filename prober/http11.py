@@ -6,6 +6,12 @@ the stream and stamps the moments `prober.http` turns into phases. It replaces h
 connection, whose locks, trace callbacks, stream objects and nested timeouts were most of
 the client's CPU per probe (py-spy, bench/step_overhead.py).
 
+Requests are written the same way: a request with a valid method, target and headers, one
+Host, at most one Content-Length that matches the body, and none of the headers that change
+h11's state machine (Connection, Expect, Upgrade, Transfer-Encoding) is serialized here
+(`_plain_request`) byte for byte as h11 would; anything else, and every refusal, is h11's.
+h11 is brought in only when a response needs it, and is then told of the request first.
+
 Most responses a probe sees are the plainest HTTP/1.1 there is: a status line, a few
 headers, one Content-Length, the body. Those are read on a fast path (`_plain_response`)
 that checks each line as strictly as h11 does and costs a fifth of h11's ~120 µs per
@@ -36,6 +42,13 @@ MAX_HEAD_SIZE = 64 * 1024
 # What the fast path accepts, as RFC 9112 and h11 define it: `HTTP/1.1 NNN reason`, and
 # `token: field-value` with no control character but HTAB (so no CR, LF or NUL anywhere).
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?")
+# What the request fast path writes, as h11 validates it before writing: a method token, a
+# target of visible ASCII, header names that are tokens and values that are field-content.
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
+_FIELD_VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
+# Headers that change how h11 frames the request or runs the connection: h11 writes those.
+_STATEFUL_HEADERS = frozenset({b"connection", b"expect", b"transfer-encoding", b"upgrade"})
 _HEADER_LINE = re.compile(
     rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*((?:[\x21-\x7e\x80-\xff]"
     rb"(?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[ \t]*"
@@ -71,7 +84,8 @@ class Http11Connection:
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+        # Made only for an exchange the fast paths leave to h11: most connections never need it.
+        self._h11: h11.Connection | None = None
         self._pending = b""  # read by the fast path, then handed to h11
         self._clean = True  # False once a response said close, or sent more than it framed
 
@@ -80,9 +94,14 @@ class Http11Connection:
         connection = self._h11
         return (
             self._clean
-            and connection.our_state is h11.IDLE
-            and not connection.trailing_data[0]  # bytes past the body: the framing lied
             and not self.stream.expired
+            and (
+                connection is None
+                or (
+                    connection.our_state is h11.IDLE
+                    and not connection.trailing_data[0]  # bytes past the body: the framing lied
+                )
+            )
         )
 
     def close(self) -> None:
@@ -99,20 +118,18 @@ class Http11Connection:
     ) -> None:
         """Send a request and read its response into `exchange` (filled as it goes, so a
         caller that is interrupted still sees how far it got)."""
-        connection = self._h11
-        try:
-            data = connection.send(h11.Request(method=method, target=target, headers=headers))
-            if body:
-                data += connection.send(h11.Data(data=body))
-            data += connection.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as error:
-            raise ValueError(f"invalid request: {error}") from None
+        head = _plain_request(method, target, headers, body)
+        data = self._h11_request(method, target, headers, body) if head is None else head + body
         exchange.sent_start = time.perf_counter()
         await self.stream.write(data)
         if await self._plain_response(method, cap, exchange):
-            # h11 saw the request go but not the response: a fresh one for the next request.
-            self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+            self._h11 = None  # it saw neither this request nor its response
             return
+        if head is not None:
+            # Written already; h11 must see it go before it can read the response.
+            self._h11_request(method, target, headers, body)
+        connection = self._h11
+        assert connection is not None
         event = await self._next_event()
         while isinstance(event, h11.InformationalResponse):
             event = await self._next_event()
@@ -142,6 +159,22 @@ class Http11Connection:
         exchange.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if connection.our_state is h11.DONE and connection.their_state is h11.DONE:
             connection.start_next_cycle()
+
+    def _h11_request(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> bytes:
+        """The request as h11 writes it, h11's state moved past it; its refusal as ValueError."""
+        if self._h11 is None:
+            self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+        connection = self._h11
+        try:
+            data = connection.send(h11.Request(method=method, target=target, headers=headers))
+            if body:
+                data += connection.send(h11.Data(data=body))
+            data += connection.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as error:
+            raise ValueError(f"invalid request: {error}") from None
+        return data
 
     async def _plain_response(self, method: bytes, cap: int, exchange: Exchange) -> bool:
         """Read a plain Content-Length response into `exchange`; False (having read nothing
@@ -181,6 +214,7 @@ class Http11Connection:
 
     async def _next_event(self) -> object:
         connection = self._h11
+        assert connection is not None
         while True:
             try:
                 event = connection.next_event()
@@ -202,6 +236,42 @@ class Http11Connection:
             if isinstance(event, h11.ConnectionClosed):
                 raise ProtocolFault("server closed the connection mid-response")
             return event
+
+
+def _plain_request(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> bytes | None:
+    """The head h11 would write for a plain request (Host lines first, as h11 puts them),
+    else None: the caller then has h11 write it or refuse it."""
+    if _TOKEN.fullmatch(method) is None or _REQUEST_TARGET.fullmatch(target) is None:
+        return None
+    hosts: list[bytes] = []
+    lines: list[bytes] = []
+    length: bytes | None = None
+    for name, value in headers:
+        if _TOKEN.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
+            return None
+        lower = name.lower()
+        line = name + b": " + value + b"\r\n"
+        if lower == b"host":
+            hosts.append(line)
+        elif lower == b"content-length":
+            if length is not None:
+                return None
+            length = value
+            lines.append(line)
+        elif lower in _STATEFUL_HEADERS:
+            return None
+        else:
+            lines.append(line)
+    if len(hosts) != 1:
+        return None
+    if length is None:
+        if body:
+            return None
+    elif not length.isdigit() or int(length) != len(body):
+        return None
+    return b"".join([method, b" ", target, b" HTTP/1.1\r\n", *hosts, *lines, b"\r\n"])
 
 
 def _plain_head(

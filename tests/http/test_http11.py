@@ -1,5 +1,6 @@
-"""prober.http11's fast path for plain responses never disagrees with h11: whatever it
-accepts, h11 parses to the same status, headers and length; everything else goes to h11."""
+"""prober.http11's fast paths never disagree with h11: whatever plain response head they
+accept, h11 parses to the same status, headers and length, and whatever plain request they
+write, h11 would write byte for byte; everything else goes to h11."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from prober.http11 import _plain_head
+from prober.http11 import _plain_head, _plain_request
 from tests.conftest import PROPERTY_SETTINGS
 
 
@@ -108,3 +109,90 @@ def test_property_fast_path_never_disagrees_with_h11(
     parsed = _plain_head(b"GET", head)
     if parsed is not None:
         assert h11_head(b"GET", head) == (parsed[0], parsed[1])
+
+
+def h11_request(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> bytes | None:
+    """The bytes h11 writes for a request, or None if it refuses it."""
+    connection = h11.Connection(h11.CLIENT)
+    try:
+        data = connection.send(h11.Request(method=method, target=target, headers=headers))
+        if body:
+            data += connection.send(h11.Data(data=body))
+        data += connection.send(h11.EndOfMessage())
+    except h11.LocalProtocolError:
+        return None
+    return data
+
+
+HOST = (b"Host", b"127.0.0.1:8080")
+REQUEST_ROWS = [
+    # id, method, target, headers, body, fast path writes it
+    ("get", b"GET", b"/health", [HOST, (b"User-Agent", b"prober/1 (synthetic)")], b"", True),
+    (
+        "post-json",
+        b"POST",
+        b"/api/v1/chat?x=1",
+        [HOST, (b"Content-Type", b"application/json"), (b"Content-Length", b"2")],
+        b"{}",
+        True,
+    ),
+    ("host-not-first", b"GET", b"/", [(b"X-A", b"1"), HOST, (b"X-B", b"2")], b"", True),
+    ("inner-space-value", b"GET", b"/", [HOST, (b"Authorization", b"Bearer a.b")], b"", True),
+    ("empty-value", b"GET", b"/", [HOST, (b"X-Empty", b"")], b"", True),
+    ("obs-text-value", b"GET", b"/", [HOST, (b"X-Name", "café".encode())], b"", True),
+    ("no-host", b"GET", b"/", [(b"X-A", b"1")], b"", False),
+    ("two-hosts", b"GET", b"/", [HOST, HOST], b"", False),
+    ("connection-close", b"GET", b"/", [HOST, (b"Connection", b"close")], b"", False),
+    ("expect", b"POST", b"/", [HOST, (b"Expect", b"100-continue")], b"", False),
+    ("chunked", b"POST", b"/", [HOST, (b"Transfer-Encoding", b"chunked")], b"", False),
+    ("body-without-length", b"POST", b"/", [HOST], b"x", False),
+    ("length-mismatch", b"POST", b"/", [HOST, (b"Content-Length", b"3")], b"x", False),
+    ("newline-in-value", b"GET", b"/", [HOST, (b"X-A", b"a\r\nX-B: b")], b"", False),
+    ("leading-space-value", b"GET", b"/", [HOST, (b"X-A", b" a")], b"", False),
+    ("space-in-name", b"GET", b"/", [HOST, (b"X A", b"a")], b"", False),
+    ("space-in-target", b"GET", b"/a b", [HOST], b"", False),
+    ("bad-method", b"G T", b"/", [HOST], b"", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers", "body", "fast"),
+    [row[1:] for row in REQUEST_ROWS],
+    ids=[row[0] for row in REQUEST_ROWS],
+)
+def test_fast_path_writes_plain_requests_as_h11_does(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes, fast: bool
+) -> None:
+    """Plain requests are written here, byte for byte as h11 writes them; the rest is h11's."""
+    head = _plain_request(method, target, headers, body)
+    assert (head is not None) == fast
+    if head is not None:
+        assert head + body == h11_request(method, target, headers, body)
+
+
+@PROPERTY_SETTINGS
+@given(
+    method=st.sampled_from([b"GET", b"POST", b"HEAD", b"", b"G T"]) | st.binary(max_size=4),
+    target=st.sampled_from([b"/", b"/a?b=c", b"", b"/a b"]) | st.binary(max_size=6),
+    headers=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [b"Host", b"host", b"Content-Length", b"X-A", b"Connection", b"Expect", b""]
+            )
+            | st.binary(max_size=6),
+            _BYTE_TEXT,
+        ),
+        max_size=5,
+    ),
+    body=st.sampled_from([b"", b"x", b"{}"]),
+)
+@example(method=b"GET", target=b"/", headers=[(b"Host", b"x")], body=b"")
+def test_property_request_fast_path_never_disagrees_with_h11(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    """Any request: either the fast path declines, or h11 writes exactly the same bytes."""
+    head = _plain_request(method, target, headers, body)
+    if head is not None:
+        assert head + body == h11_request(method, target, headers, body)
