@@ -7,6 +7,11 @@ prober's. Every line passes through `redact` as it is written: the one place, so
 caller can forget.
 
 One line per journey run at info (`journey run`), one per step at debug (`step`).
+
+Lines are written in batches by a background thread, at most `FLUSH_DELAY` after they are
+logged (errors at once): a write per line was a system call per run, 5% of the CPU per
+probe at 1,000 runs/s. So a line reaches the pipe within 100 ms, and a kill -9 can lose the
+last 100 ms of lines; a normal exit (logging.shutdown) writes everything.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -21,7 +27,18 @@ from typing import Any, TextIO
 from prober.redaction import redact
 from prober.results import RunResult
 
-__all__ = ["LOGGER", "JsonFormatter", "TextFormatter", "configure_logging", "log_run"]
+__all__ = [
+    "FLUSH_DELAY",
+    "LOGGER",
+    "BatchingStreamHandler",
+    "JsonFormatter",
+    "TextFormatter",
+    "configure_logging",
+    "log_run",
+]
+
+#: The longest a written line waits before its stream is flushed.
+FLUSH_DELAY = 0.1
 
 LOGGER = logging.getLogger("prober")
 _FIELDS = (
@@ -96,6 +113,51 @@ class TextFormatter(logging.Formatter):
         return redact(text)
 
 
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that writes in batches: lines are kept until a background thread
+    writes and flushes them, `FLUSH_DELAY` after the first (errors and exit at once). It
+    batches whatever the stream's own buffering (PYTHONUNBUFFERED=1 in the image), and the
+    thread sleeps while nothing is logged."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._dirty = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+            if record.levelno >= logging.ERROR:
+                self.flush()
+            elif not self._dirty.is_set():
+                if self._flusher is None:
+                    self._flusher = threading.Thread(
+                        target=self._flush_forever, name="log-flusher", daemon=True
+                    )
+                    self._flusher.start()
+                self._dirty.set()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # an RLock: emit() holds it already
+            if self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                self.stream.write(text)
+            super().flush()
+
+    def _flush_forever(self) -> None:
+        while True:
+            self._dirty.wait()
+            time.sleep(FLUSH_DELAY)
+            self._dirty.clear()  # before flushing: a line logged meanwhile sets it again
+            self.flush()
+
+
 def configure_logging(
     *, service: str, fmt: str = "json", level: str = "info", stream: TextIO | None = None
 ) -> None:
@@ -106,7 +168,7 @@ def configure_logging(
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = BatchingStreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter())
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(level.upper())
