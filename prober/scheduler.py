@@ -3,9 +3,11 @@
 - **Spread.** Each journey's runs sit on a grid `offset + k × interval`, where `offset` is a
   deterministic fraction of the interval derived from the journey's name (SHA-256), so 500
   journeys with one interval do not fire in the same millisecond, and a restart keeps
-  the same phase. The *first* run comes sooner — within `min(interval, FIRST_ROUND_SPREAD)`,
-  at the same fraction — so `/readyz` does not wait a whole interval; the runs after it are
-  on the grid.
+  the same phase. The first run is the next grid point when the interval is at most
+  `FIRST_ROUND_SPREAD` (5 s). A longer interval's first run comes sooner than its grid, at
+  the same fraction of 5 s, so `/readyz` does not wait a whole interval; the grid takes
+  over from the first grid point at least half an interval after it (never a second run
+  straight after the first).
 - **Jitter.** Each run is delayed by a random `[0, jitter × interval)` on top of its grid time.
 - **No overlap.** A journey never overlaps itself: a tick that finds the previous run still
   going is skipped and counted (`on_overrun`).
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -130,11 +133,11 @@ class Scheduler:
                 fraction = spread_fraction(name)
                 entry = _Entry(journey, interval, journey.jitter_or(defaults), fraction * interval)
                 self._entries[name] = entry
-                # The first run comes sooner than the grid: at the same fraction of a
-                # shorter spread, so /readyz does not wait a whole interval.
-                self._arm(
-                    entry, self._clock.monotonic() + fraction * min(interval, FIRST_ROUND_SPREAD)
-                )
+                now = self._clock.monotonic()
+                if interval <= FIRST_ROUND_SPREAD:
+                    self._arm_on_grid(entry, math.ceil((now - entry.grid_offset) / interval))
+                else:  # sooner than the grid, at the same fraction of FIRST_ROUND_SPREAD
+                    self._arm(entry, None, now + fraction * FIRST_ROUND_SPREAD)
 
     async def stop(self, grace: float) -> bool:
         """Stop scheduling; let in-flight runs finish within `grace` seconds. True if all did."""
@@ -152,14 +155,18 @@ class Scheduler:
         await asyncio.gather(*still_running, return_exceptions=True)
         return not still_running
 
-    def _arm(self, entry: _Entry, planned: float) -> None:
-        """Set the entry's timer for its tick planned at `planned` (plus this tick's jitter)."""
+    def _arm(self, entry: _Entry, index: int | None, planned: float) -> None:
+        """Set the entry's timer for its tick planned at `planned` (grid point `index`, or
+        None for an early first run), plus this tick's jitter."""
         start_at = planned + self._rng.uniform(0, entry.jitter * entry.interval)
         delay = max(0.0, start_at - self._clock.monotonic())
         assert self._loop is not None
-        entry.timer = self._loop.call_later(delay, self._tick, entry, planned, start_at)
+        entry.timer = self._loop.call_later(delay, self._tick, entry, index, planned, start_at)
 
-    def _tick(self, entry: _Entry, planned: float, start_at: float) -> None:
+    def _arm_on_grid(self, entry: _Entry, index: int) -> None:
+        self._arm(entry, index, entry.grid_offset + index * entry.interval)
+
+    def _tick(self, entry: _Entry, index: int | None, planned: float, start_at: float) -> None:
         entry.timer = None
         if self._stopping or self._entries.get(entry.journey.name) is not entry:
             return
@@ -171,13 +178,16 @@ class Scheduler:
             entry.running = task
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
-        # Next grid point strictly after the one just used (skipping any missed ones).
-        interval, grid_offset = entry.interval, entry.grid_offset
-        now = self._clock.monotonic()
-        self._arm(
-            entry,
-            grid_offset + (int((max(now, planned) - grid_offset) // interval) + 1) * interval,
-        )
+        # The next grid point: after this one and after now (skipping any missed ones); after
+        # an early first run, at least half an interval after it. Counted in grid indices,
+        # not recomputed from float times, which can round back onto the point just used.
+        interval, offset = entry.interval, entry.grid_offset
+        after_now = math.floor((self._clock.monotonic() - offset) / interval) + 1
+        if index is None:
+            earliest = math.floor((planned + interval / 2 - offset) / interval) + 1
+        else:
+            earliest = index + 1
+        self._arm_on_grid(entry, max(earliest, after_now))
 
     async def _start(self, journey: Journey, planned: float) -> None:
         async with self._slots:
