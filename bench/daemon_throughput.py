@@ -4,9 +4,11 @@ CPU-ms per probe — beside blackbox_exporter's CPU-ms per probe (Debian package
 `wrk` on its /probe endpoint against the same nginx, same run).
 
 Targets (issue #3): >= 900 runs/s with 1,000 journeys, lag p99 <= 20 ms, RSS <= 150 MiB;
-idle (10 journeys at 30 s) <= 1% of one core: `--journeys 10 --interval 30s --seconds 60`.
+idle (10 journeys at 30 s) <= 1% of one core:
+`--journeys 10 --interval 30s --seconds 60 --rounds 1`.
 
     python bench/daemon_throughput.py [--journeys 1000] [--interval 1s] [--seconds 20]
+                                      [--rounds 3] [--no-blackbox]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -35,7 +38,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def measure_prober(url: str, journeys: int, interval: str, seconds: float, warmup: float) -> None:
+def measure_prober(
+    url: str, journeys: int, interval: str, seconds: float, warmup: float
+) -> dict[str, float]:
     config_text = (
         f"target: {{base_url: '{url}'}}\n"
         f"defaults: {{interval: {interval}, timeout: 5s, jitter: 0%, max_concurrency: 500,"
@@ -101,19 +106,37 @@ def measure_prober(url: str, journeys: int, interval: str, seconds: float, warmu
     elapsed = marks["end"] - marks["start"]
     done = marks["runs_end"] - marks["runs"]
     cpu = marks["cpu_end"] - marks["cpu"]
+    return {
+        "runs_per_s": done / elapsed,
+        "failed": marks["failed_end"] - marks["failed"],
+        "lag_p50_ms": percentile(lags, 0.5) * 1000,
+        "lag_p99_ms": percentile(lags, 0.99) * 1000,
+        "rss_mib": marks["rss"],
+        "core_percent": cpu / elapsed * 100,
+        "cpu_ms_per_probe": cpu / done * 1000 if done else float("nan"),
+    }
+
+
+def print_prober(
+    rounds: list[dict[str, float]], journeys: int, interval: str, seconds: float, warmup: float
+) -> None:
     print(
-        f"prober: {journeys} journeys every {interval}, {seconds:g} s measured after {warmup:g} s warm-up"
+        f"prober: {journeys} journeys every {interval}, {len(rounds)} rounds of"
+        f" {seconds:g} s measured after {warmup:g} s warm-up (median, then each round)"
     )
-    failed = marks["failed_end"] - marks["failed"]
-    print(f"  sustained runs/s:        {done / elapsed:8.1f} successful ({failed:.0f} failed runs)")
-    print(
-        f"  schedule lag p50 / p99:  {percentile(lags, 0.5) * 1000:8.2f} / {percentile(lags, 0.99) * 1000:.2f} ms"
-    )
-    print(f"  RSS at end:              {marks['rss']:8.1f} MiB")
-    print(
-        f"  CPU:                     {cpu / elapsed * 100:8.1f}% of one core;"
-        f" {cpu / done * 1000 if done else float('nan'):.3f} CPU-ms per probe"
-    )
+
+    def row(label: str, key: str, fmt: str) -> None:
+        values = [r[key] for r in rounds]
+        each = ", ".join(format(v, fmt) for v in values)
+        print(f"  {label:<26}{format(statistics.median(values), fmt):>9}   ({each})")
+
+    row("sustained runs/s:", "runs_per_s", ".1f")
+    row("failed runs:", "failed", ".0f")
+    row("schedule lag p50 (ms):", "lag_p50_ms", ".2f")
+    row("schedule lag p99 (ms):", "lag_p99_ms", ".2f")
+    row("RSS at end (MiB):", "rss_mib", ".1f")
+    row("CPU (% of one core):", "core_percent", ".1f")
+    row("CPU-ms per probe:", "cpu_ms_per_probe", ".3f")
 
 
 def measure_blackbox(url: str, seconds: float) -> None:
@@ -151,11 +174,16 @@ def main() -> None:
     parser.add_argument("--interval", default="1s")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="fresh daemons, one after another")
     parser.add_argument("--no-blackbox", action="store_true")
     args = parser.parse_args()
     logging.getLogger("asyncio").setLevel(logging.ERROR)
     with nginx() as url:
-        measure_prober(url, args.journeys, args.interval, args.seconds, args.warmup)
+        rounds = [
+            measure_prober(url, args.journeys, args.interval, args.seconds, args.warmup)
+            for _ in range(args.rounds)
+        ]
+        print_prober(rounds, args.journeys, args.interval, args.seconds, args.warmup)
         if not args.no_blackbox:
             measure_blackbox(url, min(args.seconds, 10))
 
