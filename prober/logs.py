@@ -155,7 +155,13 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._dirty.wait()
             time.sleep(FLUSH_DELAY)
             self._dirty.clear()  # before flushing: a line logged meanwhile sets it again
-            self.flush()
+            try:
+                self.flush()
+            except (OSError, ValueError):
+                # The stream is gone (closed, or a broken pipe): nobody can read these lines;
+                # the next emit() or flush() on the caller's side reports it as logging does.
+                with self.lock:  # type: ignore[union-attr]
+                    self._pending.clear()
 
 
 def configure_logging(

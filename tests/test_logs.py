@@ -69,3 +69,16 @@ def test_errors_and_flush_write_at_once() -> None:
     logger.warning("at exit")
     handler.flush()  # what logging.shutdown() does
     assert stream.getvalue().endswith("at exit\n")
+
+
+def test_a_closed_stream_does_not_kill_the_flusher() -> None:
+    stream = CountingStream()
+    logger, handler = logger_with(stream)
+    logger.warning("before")
+    assert wait_for(lambda: stream.getvalue() == "before\n")
+    stream.close()
+    logger.warning("into the void")
+    time.sleep(FLUSH_DELAY * 3)
+    flusher = handler._flusher
+    assert flusher is not None
+    assert flusher.is_alive()
