@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -176,11 +178,30 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="fresh daemons, one after another")
     parser.add_argument("--no-blackbox", action="store_true")
+    parser.add_argument("--one-round-against", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.getLogger("asyncio").setLevel(logging.ERROR)
+    measure = [args.journeys, args.interval, args.seconds, args.warmup]
+    if args.one_round_against:
+        print(json.dumps(measure_prober(args.one_round_against, *measure)))
+        return
     with nginx() as url:
+        # Each round in a fresh process, so one round's memory is not the next one's RSS.
         rounds = [
-            measure_prober(url, args.journeys, args.interval, args.seconds, args.warmup)
+            json.loads(
+                subprocess.run(
+                    [sys.executable, __file__, "--one-round-against", url]
+                    + [
+                        f"--{name}={value}"
+                        for name, value in zip(
+                            ("journeys", "interval", "seconds", "warmup"), measure, strict=True
+                        )
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.splitlines()[-1]
+            )
             for _ in range(args.rounds)
         ]
         print_prober(rounds, args.journeys, args.interval, args.seconds, args.warmup)
