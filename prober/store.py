@@ -31,6 +31,12 @@ one transaction. So `kill -9` loses at most the events added since the last flus
 daemon flushes at least every second. Window snapshots need no such care: on restart the
 events stored after the last snapshot (`events_after_windows`) are replayed on top of it.
 
+**One writer.** `open` holds an exclusive lock on `<state file>.lock` (flock, with the
+holder's pid in it) until `close`: a second `prober run` on the same file refuses to start
+("in use by prober pid N") instead of both daemons counting runs and announcing alerts
+into one budget. The kernel drops the lock when its process dies, `kill -9` included, so
+a restart never finds a stale one. Readers (`prober export`) take no lock.
+
 **Errors.** Every SQLite error leaves this module as `StateError` naming the file and what to
 do. `open` refuses a corrupt file, a file from a newer prober and a file that is not
 prober's. Older files are migrated: `MIGRATIONS[n]` takes schema `n` to `n + 1`, all pending
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import json
 import math
@@ -178,13 +185,16 @@ class StateStore:
         """Open the state file, creating, checking (`quick_check`) and migrating it; blocks,
         so call it at start-up. Raises `StateError`."""
         name = os.fspath(path)
+        lock = _lock_for_writing(name)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prober-state")
         try:
             connection = executor.submit(_open_for_writing, name).result()
         except BaseException:
             executor.shutdown(wait=False)
+            if lock is not None:
+                os.close(lock)
             raise
-        return cls(_Database(connection, name), executor)
+        return cls(_Database(connection, name, lock), executor)
 
     def close(self) -> asyncio.Future[None]:
         """Write the buffer and close the file; the worker thread then ends. Idempotent."""
@@ -398,6 +408,32 @@ class StateStore:
 # ---------------------------------------------------------------------- opening
 
 
+def _lock_for_writing(path: str) -> int | None:
+    """Hold `<path>.lock` exclusively (see "One writer"); its descriptor, None for memory."""
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    lock_path = path + ".lock"
+    try:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise StateError(
+            f"state file {path}: cannot open its lock file {lock_path}: {error.strerror}"
+        ) from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+        os.close(descriptor)
+        by = f"prober pid {holder}" if holder.isdigit() else "another prober"
+        raise StateError(
+            f"state file {path} is in use by {by}: give each daemon its own state file"
+            " (state_path or --state)"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    return descriptor
+
+
 def _open_for_writing(path: str) -> sqlite3.Connection:
     _check_header(path)
     try:
@@ -580,9 +616,10 @@ class _Database:
     """The connection and what is done with it; used only on the worker thread. Every
     write of buffered events (`batch`) shares the transaction of what follows it."""
 
-    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: str, lock: int | None) -> None:
         self.connection = connection
         self.path = path
+        self.lock = lock  # the descriptor holding `<path>.lock`, released by close()
 
     def insert_events(self, batch: Sequence[Event]) -> None:
         if batch:
@@ -756,6 +793,9 @@ class _Database:
                 self.connection.execute("PRAGMA optimize")
         finally:
             self.connection.close()
+            if self.lock is not None:
+                os.close(self.lock)
+                self.lock = None
 
     def _insert(self, batch: Sequence[Event]) -> None:
         self.connection.executemany(

@@ -581,3 +581,36 @@ def test_deploy_during_a_restart_is_announced(
             "NewDeployment to fire",
         )
         second.stop()
+
+
+def test_second_daemon_on_one_state_file_is_refused(
+    sample_api: SampleAPI, start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    """Two daemons would count runs and announce alerts into one budget: the second one
+    exits 2 naming the first one's pid, and the first keeps running."""
+    state = tmp_path / "shared.db"
+    first = start_daemon(demo_config(sample_api.url), "--state", str(state))
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prober",
+            "run",
+            "-c",
+            str(first.config),
+            "--state",
+            str(state),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PROBER_")},
+    )
+    assert second.returncode == 2
+    assert f"is in use by prober pid {first.process.pid}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert first.process.poll() is None
+    assert first.stop() == 0

@@ -364,6 +364,27 @@ def test_unusable_file_is_refused_naming_it(
     assert db.read_bytes() == before  # never "repaired" behind the operator's back
 
 
+def test_one_writer_per_state_file(db: Path) -> None:
+    """A second writer on the same file is refused, naming the holder; closing frees it."""
+
+    async def second_writer_while_open(store: StateStore) -> str:
+        with pytest.raises(StateError) as raised:
+            StateStore.open(db)
+        return str(raised.value)
+
+    message = run(second_writer_while_open, db)
+    assert message == (
+        f"state file {db} is in use by prober pid {os.getpid()}: give each daemon its own"
+        " state file (state_path or --state)"
+    )
+
+    async def nothing(store: StateStore) -> None:
+        return None
+
+    run(nothing, db)  # closed by the first run(): open again
+    assert list(StateStore.read_records(db)) == []  # readers take no lock
+
+
 def test_missing_or_unwritable_location_is_a_state_error(tmp_path: Path) -> None:
     """A state path in a missing directory, or a missing file for export, is a StateError."""
     with pytest.raises(StateError, match="no-such-dir"):

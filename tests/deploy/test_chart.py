@@ -499,6 +499,11 @@ BAD_COMBINATIONS: list[tuple[str, dict[str, Any], str]] = [
         "state.path: /tmp/prober.db is in /tmp, which is not the state volume",
     ),
     (
+        "replicas-sharing-a-state-file",
+        {"replicaCount": 2, "persistence": {"enabled": True}},
+        "replicaCount: 2 replicas cannot share one state file (persistence.enabled)",
+    ),
+    (
         "rules-not-a-rule",
         {"prometheusRule": {"enabled": True, "content": "groups: []"}},
         "prometheusRule.content: not a PrometheusRule with spec.groups",
