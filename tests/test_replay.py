@@ -4,15 +4,19 @@ golden timelines and checked against DESIGN's exact definition computed naively.
 from __future__ import annotations
 
 import json
+import math
+import signal
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prober.config import parse_config
 from prober.replay import event_to_json, parse_timestamp, read_events, replay, transition_records
-from tests.conftest import run_prober
+from tests.conftest import PROPERTY_SETTINGS, run_prober
 
 CONFIG = """
 service: shop
@@ -153,6 +157,87 @@ def test_transitions_match_exact_definition(name: str) -> None:
         assert [state for _, state in engine_changes] == [state for _, state in naive_changes]
         for (engine_at, _), (naive_at, _) in zip(engine_changes, naive_changes, strict=True):
             assert abs(engine_at - naive_at) <= 2 * 30.0
+
+
+def replay_every_tick(config_text: str, lines: list[str]) -> list[dict[str, object]]:
+    """The replay loop with no skipping: the engine evaluated at every tick."""
+    from prober.slos import engine_spec
+    from slo.engine import Engine
+
+    config = parse_config(config_text)
+    recorded = read_events(lines, "events")
+    engine = Engine(engine_spec(config, journeys={e.journey for e in recorded}), replay=True)
+    step = config.alerting.evaluation_interval
+    start, end = recorded[0].timestamp, recorded[-1].timestamp
+    position, records = 0, list[dict[str, object]]()
+    for index in range(math.floor((end - start) / step + 1e-9) + 1):
+        now = start + index * step
+        while position < len(recorded) and recorded[position].timestamp <= now:
+            engine.record(recorded[position])
+            position += 1
+        records.extend(transition_records(engine.evaluate(now, figures=False)))
+    return records
+
+
+@settings(PROPERTY_SETTINGS, max_examples=25)
+@given(
+    outages=st.lists(
+        st.tuples(st.integers(0, 40 * 120), st.integers(1, 200), st.sampled_from([1, 2, 3])),
+        max_size=4,
+    ),
+    gaps=st.lists(st.tuples(st.integers(0, 40 * 120), st.integers(1, 2000)), max_size=2),
+    step=st.sampled_from(["30s", "47s", "2m"]),
+)
+def test_property_skipping_quiet_ticks_changes_nothing(
+    outages: list[tuple[int, int, int]], gaps: list[tuple[int, int]], step: str
+) -> None:
+    """40 h of runs every 30 s with random outages (every k-th run failing) and gaps: the
+    replay that jumps over provably quiet ticks gives the transitions of one that
+    evaluates every tick."""
+
+    def failing(index: int) -> bool:
+        return any(s <= index < s + n and index % k == 0 for s, n, k in outages)
+
+    def missing(index: int) -> bool:
+        return any(s <= index < s + n for s, n in gaps)
+
+    lines = [
+        json.dumps(
+            {"timestamp": START + i * INTERVAL, "journey": "chat", "success": not failing(i)}
+        )
+        for i in range(40 * 120)
+        if not missing(i) or i in (0, 40 * 120 - 1)
+    ]
+    config_text = CONFIG + f"alerting: {{evaluation_interval: {step}}}\n"
+    recorded = read_events(lines, "events")
+    fast = [
+        r for tick in replay(parse_config(config_text), recorded) for r in transition_records(tick)
+    ]
+    assert fast == replay_every_tick(config_text, lines)
+
+
+def test_a_tiny_evaluation_interval_does_not_step_through_every_tick() -> None:
+    """30 days at a 1 ms evaluation interval is 2.6 billion ticks; with nothing to evaluate
+    between runs (all good, none missing), replay evaluates about once per run at most."""
+    lines = events(30 * 24, lambda i, t: False)[::20]  # a run every 10 minutes
+    config = parse_config(
+        CONFIG.replace("interval: 30s", "interval: 10m") + "alerting: {evaluation_interval: 1ms}\n"
+    )
+    recorded = read_events(lines, "events")
+
+    def stepping_through_every_tick(signum: int, frame: object) -> None:
+        raise AssertionError("replay is stepping through every 1 ms tick")
+
+    # Not a benchmark: it takes well under a second; stepping through every tick would take
+    # many minutes, so this bound can only trip on that, never on a slow machine.
+    previous = signal.signal(signal.SIGALRM, stepping_through_every_tick)
+    signal.alarm(120)
+    try:
+        evaluations = sum(1 for _ in replay(config, recorded))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert 0 < evaluations <= len(lines)
 
 
 def test_export_format_round_trips() -> None:
