@@ -123,7 +123,9 @@ class Http11Connection:
         exchange.sent_start = time.perf_counter()
         await self.stream.write(data)
         if await self._plain_response(method, cap, exchange):
-            self._h11 = None  # it saw neither this request nor its response
+            if self._h11 is not None and self._h11.our_state is h11.MUST_CLOSE:
+                self._clean = False  # h11 wrote this request, and it said close
+            self._h11 = None  # it saw neither this response nor (maybe) this request
             return
         if head is not None:
             # Written already; h11 must see it go before it can read the response.

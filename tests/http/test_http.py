@@ -541,6 +541,20 @@ def test_second_request_reuses_connection_only_with_keep_alive(
 
 
 @integration
+def test_a_request_that_says_close_is_not_followed_on_its_connection(client: HttpClient) -> None:
+    """A step sending `Connection: close` ends its connection, even when the server's
+    answer does not say close: the next step connects anew instead of writing into a
+    connection the server is closing."""
+    with RawServer(helpers.fixed(response(200, b"ok"))) as server:
+        first, second = run(
+            client, get(server.url(), headers=(("Connection", "close"),)), get(server.url())
+        )
+        accepted = len(server.connections)
+    assert (response_of(first).status_code, response_of(second).status_code) == (200, 200)
+    assert accepted == 2
+
+
+@integration
 def test_duration_is_sum_of_phases(client: HttpClient) -> None:
     """A step's duration is its phases plus at most a little client overhead."""
     with RawServer(helpers.fixed(response(200, b"z" * 100_000))) as server:
