@@ -157,6 +157,9 @@ class Daemon:
         self.server: StatusServer | None = None
         self._runner: JourneyRunner | None = None
         self._scheduler: Scheduler | None = None
+        # One for the daemon's life, retuned on reload: new cells would forget the requests
+        # just sent and let a reload burst past max_requests_per_second.
+        self._limits = HostRateLimits(config.defaults.max_requests_per_second)
         self.engine = Engine(engine_spec(config))
         self._connectivity = ConnectivityCheck(None, None)
         # Built here, before the loop runs: an unset notifier secret is a config error (exit 2).
@@ -169,8 +172,8 @@ class Daemon:
 
     def _build_runner(self, config: ProberConfig) -> JourneyRunner:
         client = HttpClient(verify=config.target.tls_verify, ca_file=config.target.tls_ca_file)
-        limits = HostRateLimits(config.defaults.max_requests_per_second)
-        return JourneyRunner(config, client, throttle=limits.acquire)
+        self._limits.retune(config.defaults.max_requests_per_second)
+        return JourneyRunner(config, client, throttle=self._limits.acquire)
 
     def _apply(self, config: ProberConfig, channels: tuple[Channel, ...] = ()) -> None:
         self.config = config

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-__all__ = ["TOLERANCE", "Cell", "HostRateLimits"]
+__all__ = ["TOLERANCE", "Cell", "HostRateLimits", "spacing"]
 
 #: Requests this close together may go at once (twice uvloop's timer resolution), in ns.
 TOLERANCE = 2_000_000
@@ -47,14 +47,19 @@ _SECOND = 1_000_000_000
 _TIMER_SLACK = 0.001
 
 
+def spacing(max_per_second: float) -> int:
+    """Nanoseconds between conformance slots; rounded up, so N spacings less the tolerance
+    are never shorter than a second."""
+    return math.ceil((_SECOND + TOLERANCE) / max_per_second)
+
+
 class Cell:
     """One host's GCRA state; pure (time is an argument, in nanoseconds)."""
 
     __slots__ = ("spacing", "tat")
 
     def __init__(self, max_per_second: float) -> None:
-        # Rounded up: N spacings less the tolerance are never shorter than a second.
-        self.spacing = math.ceil((_SECOND + TOLERANCE) / max_per_second)
+        self.spacing = spacing(max_per_second)
         self.tat: int | None = None
 
     def take(self, now: int) -> bool:
@@ -64,6 +69,13 @@ class Cell:
             self.tat = (now if tat is None else max(tat, now)) + self.spacing
             return True
         return False
+
+    def retune(self, max_per_second: float) -> None:
+        """A new rate; the last request taken stays, now a new spacing before `tat`."""
+        new = spacing(max_per_second)
+        if self.tat is not None:
+            self.tat += new - self.spacing
+        self.spacing = new
 
     def conforms_at(self) -> int:
         """The earliest moment the next request conforms."""
@@ -88,6 +100,12 @@ class HostRateLimits:
         self._rate = max_requests_per_second
         self._clock = clock
         self._hosts: dict[str, _Host] = {}
+
+    def retune(self, max_requests_per_second: float) -> None:
+        """A new rate (a reload), keeping each host's cell: the requests just sent still count."""
+        self._rate = max_requests_per_second
+        for host in self._hosts.values():
+            host.cell.retune(max_requests_per_second)
 
     async def acquire(self, url: str) -> None:
         key = urlsplit(url).netloc.lower()

@@ -194,3 +194,16 @@ def test_high_rate_does_not_spin_the_loop() -> None:
     # (200 per 2 ms tolerance), so a few dozen wakes at most on a slow machine.
     assert wakes <= 10 + elapsed * 1000 * 2
     assert wakes < 200
+
+
+def test_retune_keeps_what_was_just_sent() -> None:
+    """A reload retunes the cells in place: the request sent just before it still counts,
+    spaced at the new rate, so a reload is no burst."""
+    cell = Cell(4)
+    assert cell.take(0)
+    cell.retune(2)
+    assert not cell.take(300 * MS)  # past 4/s's spacing, not 2/s's
+    assert cell.take(500 * MS)
+    assert not cell.take(700 * MS)
+    cell.retune(100)
+    assert cell.take(500 * MS + 10_020_000)  # the new spacing after the last one taken
