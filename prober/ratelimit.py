@@ -42,6 +42,8 @@ __all__ = ["TOLERANCE", "Cell", "HostRateLimits", "spacing"]
 #: Requests this close together may go at once (twice uvloop's timer resolution), in ns.
 TOLERANCE = 2_000_000
 _SECOND = 1_000_000_000
+# A fresh cell's `tat`: so long ago that any first request conforms.
+_NEVER = -(2**62)
 # How far past the conforming moment the wake-up timer is set: a uvloop timer may fire up
 # to a millisecond early, and one that fires late only delays a request that waited anyway.
 _TIMER_SLACK = 0.001
@@ -60,26 +62,24 @@ class Cell:
 
     def __init__(self, max_per_second: float) -> None:
         self.spacing = spacing(max_per_second)
-        self.tat: int | None = None
+        self.tat = _NEVER
 
     def take(self, now: int) -> bool:
         """Take a slot if a request at `now` conforms; False (nothing taken) if it must wait."""
-        tat = self.tat
-        if tat is None or tat - TOLERANCE <= now:
-            self.tat = (now if tat is None else max(tat, now)) + self.spacing
-            return True
-        return False
+        if self.tat - TOLERANCE > now:
+            return False
+        self.tat = max(self.tat, now) + self.spacing
+        return True
 
     def retune(self, max_per_second: float) -> None:
         """A new rate; the last request taken stays, now a new spacing before `tat`."""
         new = spacing(max_per_second)
-        if self.tat is not None:
-            self.tat += new - self.spacing
+        self.tat += new - self.spacing
         self.spacing = new
 
     def conforms_at(self) -> int:
         """The earliest moment the next request conforms."""
-        return -(2**63) if self.tat is None else self.tat - TOLERANCE
+        return self.tat - TOLERANCE
 
 
 class _Host:
