@@ -39,18 +39,20 @@ __all__ = ["MAX_HEAD_SIZE", "BodyTooLarge", "Exchange", "Http11Connection", "Pro
 #: proxies allow; a bigger one is a protocol failure, not a memory problem.
 MAX_HEAD_SIZE = 64 * 1024
 
+# RFC 9110's token (a method, a header name), as h11 spells it.
+_TOKEN_PATTERN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
 # What the fast path accepts, as RFC 9112 and h11 define it: `HTTP/1.1 NNN reason`, and
 # `token: field-value` with no control character but HTAB (so no CR, LF or NUL anywhere).
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?")
 # What the request fast path writes, as h11 validates it before writing: a method token, a
 # target of visible ASCII, header names that are tokens and values that are field-content.
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_TOKEN = re.compile(_TOKEN_PATTERN)
 _REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
 _FIELD_VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
 # Headers that change how h11 frames the request or runs the connection: h11 writes those.
 _STATEFUL_HEADERS = frozenset({b"connection", b"expect", b"transfer-encoding", b"upgrade"})
 _HEADER_LINE = re.compile(
-    rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*((?:[\x21-\x7e\x80-\xff]"
+    rb"(" + _TOKEN_PATTERN + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff]"
     rb"(?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[ \t]*"
 )
 
