@@ -48,8 +48,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/daemon_throughput.py
 	$(BIN)/python bench/timing_accuracy.py
 	$(BIN)/python bench/anchors.py
-	$(BIN)/python bench/slo_store.py
-	$(BIN)/python bench/replay_speed.py
+	$(BIN)/python bench/slo_engine.py
 	$(BIN)/python bench/rule_eval_cost.py
 	$(BIN)/python bench/notify_outbox.py
 	$(BIN)/python bench/notify_alertmanager.py

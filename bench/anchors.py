@@ -41,9 +41,6 @@ import httpx
 from _servers import blackbox_exporter, cpu_seconds, free_port, nginx, rss_mib
 
 from prober.sketch import TieredSketch
-from prober.store import StateStore
-from slo.policies import DAY
-from slo.windows import EventWindow
 
 REPO = Path(__file__).resolve().parent.parent
 RATE = 400
@@ -184,24 +181,11 @@ def blackbox_cpu_per_probe(target: str, seconds: float) -> tuple[float, float]:
 
 
 def history_state_file(path: str, slos: int) -> None:
-    """A state file whose window snapshots hold 30 days at one run per 15 s for each SLO."""
-    now = time.time()
-    rng = random.Random(1)
-    window = EventWindow(30 * DAY)
-    start = now - 30 * DAY
-    for run in range(int(30 * DAY / 15)):
-        t = start + run * 15
-        window.add(t, rng.random() >= 0.002)
-        if run % 2 == 0:
-            window.prune(t)
-    snapshot = window.snapshot()
+    """A state file whose timeline snapshots hold 30 days at one run per 15 s for each of
+    `slos` journeys (one 30-day SLO each): bench/slo_engine.py writes it."""
+    from slo_engine import state_file_worker
 
-    async def write() -> None:
-        store = StateStore.open(path)
-        await store.save_windows({f"s{i:04d}": snapshot for i in range(slos)}, now)
-        await store.close()
-
-    asyncio.run(write())
+    state_file_worker(path, slos)
     with sqlite3.connect(path) as connection:
         stored = connection.execute("SELECT count(*) FROM windows").fetchone()[0]
     assert stored == slos

@@ -146,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.jsonl",
         help="recorded results, one JSON object a line (PROBER_EVENTS)",
     )
+    replay.add_argument(
+        "--windows",
+        choices=("exact", "daemon"),
+        default=_env("WINDOWS", "exact"),
+        help="exact: DESIGN's definition, every event kept (default); daemon: the bounded "
+        "timelines `prober run` keeps, to backtest what the daemon would do (PROBER_WINDOWS)",
+    )
+    replay.add_argument(
+        "--restart-every",
+        default=_env("RESTART_EVERY"),
+        metavar="DURATION",
+        help="checkpoint and resume the engine this often, as a pod restart does "
+        "(PROBER_RESTART_EVERY)",
+    )
     rules = commands.add_parser(
         "rules", help="Prometheus recording and alerting rules for every SLO and rule"
     )
@@ -300,6 +314,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     from prober.config import load_config
     from prober.replay import read_events, replay, transition_records
+    from prober.units import parse_duration
 
     config = load_config(args.config)
     try:
@@ -314,7 +329,17 @@ def _replay(args: argparse.Namespace) -> int:
             f"prober: skipping events of journeys not in the config: {', '.join(unknown)}",
             file=sys.stderr,
         )
-    for tick in replay(config, events):
+    if args.windows not in ("exact", "daemon"):  # from PROBER_WINDOWS, which argparse skips
+        raise UsageError(f"--windows: expected exact or daemon, got {args.windows!r}")
+    restart_every = None
+    if args.restart_every is not None:
+        try:
+            restart_every = parse_duration(args.restart_every)
+        except ValueError as error:
+            raise UsageError(f"--restart-every: {error}") from None
+        if restart_every <= 0:
+            raise UsageError("--restart-every must be a positive duration")
+    for tick in replay(config, events, windows=args.windows, restart_every=restart_every):
         for record in transition_records(tick):
             sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()

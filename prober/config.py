@@ -330,7 +330,17 @@ class BurnRatePolicy(Model):
     short: Duration = Field(gt=0)
     budget_consumed: Percent | None = None
     burn_rate: float | None = Field(None, gt=0)
-    min_events: int | None = Field(None, ge=1)
+    # None: the derived low-traffic guard (`slo.policies.default_min_events`); 0: no guard.
+    min_events: int | None = None
+
+    @field_validator("min_events")
+    @classmethod
+    def _not_negative(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError(
+                f"min_events must not be negative (0 turns the low-traffic guard off), got {value}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_threshold(self) -> BurnRatePolicy:

@@ -58,9 +58,8 @@ from prober.server import StatusServer
 from prober.slos import engine_spec, event_from_run
 from prober.status import StatusBoard, render_page
 from prober.store import StateStore
-from slo.alerting import AlertState
-from slo.budget import SLOError
-from slo.engine import Engine
+from slo.engine import Checkpoint, Engine
+from slo.windows import tick_at_or_before
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_LISTEN", "Daemon", "LagMonitor"]
 
@@ -219,10 +218,13 @@ class Daemon:
         return f"http://{host}:{port}/"
 
     def evaluate(self, now: float | None = None) -> None:
-        """One SLO evaluation: figures to metrics and status, transitions to the log, and
+        """One SLO evaluation (at `now`, by default the latest tick of the evaluation grid):
+        figures to metrics and status, transitions to the log, and
         when alerts changed, the alert state and the notifications the changes cause to the
         state file in one transaction (then the senders are woken)."""
-        tick = self.engine.evaluate(time.time() if now is None else now)
+        if now is None:
+            now = tick_at_or_before(time.time(), self.config.alerting.evaluation_interval)
+        tick = self.engine.evaluate(now)
         entries, notified = self.notify.plan(tick, self.engine.annotations)
         if tick.transitions or entries or notified:
             write = self._alert_store.save_alerts_with_notifications(
@@ -253,46 +255,36 @@ class Daemon:
 
     async def restore(self) -> None:
         """Resume budgets, alert states, recent runs and last reports from the state file:
-        window snapshots plus the runs stored after them; an SLO without a usable snapshot
-        is rebuilt from the stored runs of its whole window."""
+        timeline snapshots plus the runs stored after them; a journey without a usable
+        snapshot is rebuilt from the stored runs of its whole retention."""
         store = self.store
         if store is None:
             return
         now = time.time()
         engine = self.engine
-        engine.alerts = AlertState.from_records(await store.load_alerts())
-        restored = set()
-        for slo in engine.spec.slos:
-            data = await store.load_window(slo.name)  # one at a time: bounded memory
-            if data is None:
-                continue
-            try:
-                engine.restore_window(slo.name, data)
-                restored.add(slo.name)
-            except SLOError as error:
-                LOGGER.warning(
-                    f"window snapshot of SLO {slo.name} unusable ({error}); rebuilding it"
-                )
-        for event in await store.events_after_windows():
-            engine.record_windows(event, restored)
-        rebuild = {slo.name for slo in engine.spec.slos} - restored
-        if rebuild:
-            since = now - max(slo.retention for slo in engine.spec.slos if slo.name in rebuild)
-            for event in await store.events_since(since):
-                engine.record_windows(event, rebuild)
+        timelines = {}
+        for journey in engine.timelines:
+            data = await store.load_window(journey)  # one at a time: bounded memory
+            if data is not None:
+                timelines[journey] = data
         captures = await store.load_value("last_captures")
-        if isinstance(captures, list):
-            engine.restore_last_captures(
-                (str(item[0]), str(item[1]), item[2])
-                for item in captures
-                if isinstance(item, list) and len(item) == 3
-            )
-        for event in await store.events_since(now - engine.rule_retention):
-            engine.record_rules(event)
-        engine.settle()
         reports = await store.load_value("last_reports")
-        if isinstance(reports, dict):
-            engine.restore_last_reports({str(k): float(v) for k, v in reports.items()})
+        checkpoint = Checkpoint(
+            timelines=timelines,
+            alerts=tuple(await store.load_alerts()),
+            last_reports=(
+                {str(k): float(v) for k, v in reports.items()} if isinstance(reports, dict) else {}
+            ),
+            last_captures=tuple(
+                (str(item[0]), str(item[1]), item[2])
+                for item in (captures if isinstance(captures, list) else ())
+                if isinstance(item, list) and len(item) == 3
+            ),
+        )
+        history = await store.events_since(engine.history_since(checkpoint, now))
+        unusable = engine.resume(checkpoint, await store.events_after_windows(), history, now)
+        for journey, reason in unusable.items():
+            LOGGER.warning(f"window snapshot of journey {journey} unusable ({reason}); rebuilt it")
         LOGGER.info(
             "state restored", extra={"path": store.path, "alerts": len(engine.alerts.alerts)}
         )
@@ -318,13 +310,13 @@ class Daemon:
         far), the alert state and the last reports."""
         if self.store is None:
             return
-        snapshots = self.engine.snapshots()
-        self._persist(self.store.save_windows(snapshots, now))
-        self._persist(self.store.save_alerts(self.engine.alerts.to_records(), now))
-        self._persist(self.store.save_value("last_reports", dict(self.engine.last_reports())))
+        checkpoint = self.engine.checkpoint()
+        self._persist(self.store.save_windows(checkpoint.timelines, now))
+        self._persist(self.store.save_alerts(list(checkpoint.alerts), now))
+        self._persist(self.store.save_value("last_reports", dict(checkpoint.last_reports)))
         self._persist(
             self.store.save_value(
-                "last_captures", [list(item) for item in self.engine.last_captures()]
+                "last_captures", [list(item) for item in checkpoint.last_captures]
             )
         )
 
@@ -345,9 +337,21 @@ class Daemon:
                 self._persist(self.store.prune(time.time() - keep - PRUNE_MARGIN))
 
     async def _evaluate_forever(self) -> None:
+        """Evaluate on the grid of multiples of the evaluation interval since the epoch,
+        where the timelines are exact (`slo.windows`); a tick the loop was too late for is
+        skipped, never evaluated twice."""
+        interval = self.config.alerting.evaluation_interval
+        # The first tick is a whole interval after start-up at least, as the runs of a
+        # restart need that long to arrive (ProberNoData would fire on the old reports).
+        first = time.time() + interval
+        last = tick_at_or_before(first, interval)
+        last -= interval if last == first else 0
         while True:
-            await asyncio.sleep(self.config.alerting.evaluation_interval)
-            self.evaluate()
+            interval = self.config.alerting.evaluation_interval
+            now = time.time()
+            await asyncio.sleep(max(last + interval - now, 0.0))
+            last = max(tick_at_or_before(time.time(), interval), last + interval)
+            self.evaluate(last)
 
     def ready(self) -> bool:
         return self.board.ready

@@ -7,7 +7,7 @@ from prober.config import ProberConfig
 from prober.slos import engine_spec
 from prober.units import format_duration
 from slo.engine import SloSpec
-from slo.policies import resolution_table
+from slo.policies import Resolution, resolution_table
 
 __all__ = ["explain_config"]
 
@@ -54,19 +54,19 @@ def explain_config(config: ProberConfig) -> str:
 
 
 def _resolution_lines(config: ProberConfig, spec: SloSpec) -> list[str]:
-    """Per burn-rate policy: what it takes to trip it at this journey's probe rate."""
+    """Per burn-rate policy: what it takes to trip it at this journey's probe rate, once its
+    long window is full and while it fills (a cold start, where `min_events` decides)."""
     interval = config.journey(spec.journey).interval_or(config.defaults)
     rows = resolution_table(spec.objective, spec.window, spec.policies, interval)
+    if not rows:
+        return []
     lines = [
         f"    one run every {format_duration(interval)}: one failed run spends"
-        f" {rows[0].budget_per_failure:.3%} of the error budget"
-        if rows
-        else ""
+        f" {rows[0].budget_per_failure:.3%} of the error budget",
+        "    with a full long window at this rate:",
     ]
     for row in rows:
         policy = row.policy
-        windows = f"{format_duration(policy.long_window)}/{format_duration(policy.short_window)}"
-        name = f"{policy.severity} {windows}"
         if row.silenced:
             verdict = (
                 f"SILENT: needs {row.min_events} runs in {format_duration(policy.long_window)},"
@@ -79,7 +79,63 @@ def _resolution_lines(config: ProberConfig, spec: SloSpec) -> list[str]:
                 f"trips at {row.failures_to_trip} failed of {row.runs_per_long_window} runs"
                 f" in {format_duration(policy.long_window)}"
             )
-        lines.append(f"    {name:<22} burn rate > {policy.threshold:g}: {verdict}")
-        if row.single_failure_pages:
-            lines.append(f"    WARNING: a single failed run fires the {name} policy")
-    return [line for line in lines if line]
+        lines.append(f"    {_name(row):<22} burn rate > {policy.threshold:g}: {verdict}")
+    lines += [
+        "    while it fills (cold start, no saved state), min_events decides: a policy cannot fire",
+        "    until its long window holds min_events runs (time shown from the first run), then:",
+    ]
+    warnings = []
+    for row in rows:
+        lines.append(f"    {_name(row):<22} {_cold_start(row)}")
+        if row.failures_to_trip == 1:
+            warnings.append(f"    WARNING: a single failed run fires the {_name(row)} policy")
+        elif row.single_failure_pages:
+            warnings.append(
+                f"    WARNING: a single failed run fires the {_name(row)} policy on a cold start"
+                f" (1 failed of {row.guard_runs} run{'s' if row.guard_runs > 1 else ''})"
+            )
+    return lines + warnings
+
+
+def _name(row: Resolution) -> str:
+    policy = row.policy
+    return (
+        f"{policy.severity} {format_duration(policy.long_window)}"
+        f"/{format_duration(policy.short_window)}"
+    )
+
+
+def _cold_start(row: Resolution) -> str:
+    """When a policy can first fire from empty windows, and on how many failed runs."""
+    if row.silenced:
+        return "never fires (see above)"
+    if row.fill_time is None or row.failures_to_trip_at_min_events is None:
+        return "can never fire at this rate"
+    runs = row.guard_runs
+    failed = row.failures_to_trip_at_min_events
+    verb = "trips" if failed == 1 else "trip"
+    if row.min_events <= 1:
+        start = f"no guard (min_events {row.min_events}): 1 failed of 1 run trips it"
+    else:
+        start = f"from run {runs} ({_elapsed(row.fill_time)}): {failed} failed of {runs} {verb} it"
+    full, full_runs = row.failures_to_trip, row.runs_per_long_window
+    if full_runs == runs:
+        return start
+    return f"{start}, {'rising to ' if full != failed else 'and '}{full} of {full_runs} when full"
+
+
+def _elapsed(seconds: float) -> str:
+    """A time span in mixed units for reading: 1035 → `17m15s`, 3960 → `1h6m`."""
+    if not 0 < seconds < 1e12:  # 30 000 years: no reader counts in mixed units beyond
+        return format_duration(seconds)
+    milliseconds = round(seconds * 1000)
+    if milliseconds <= 0 or abs(milliseconds - seconds * 1000) > 1e-6 * milliseconds:
+        return format_duration(seconds)
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        count, milliseconds = divmod(milliseconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if milliseconds:
+        parts.append(f"{milliseconds}ms")
+    return "".join(parts)

@@ -23,7 +23,8 @@ from typing import Any
 from prober.config import ProberConfig
 from prober.errors import ConfigError, ConfigIssue
 from prober.slos import engine_spec
-from slo.engine import Engine, Event, Tick
+from slo.engine import Engine, Event, Tick, WindowMode
+from slo.windows import MICROS, micros
 
 __all__ = ["event_to_json", "parse_event", "read_events", "replay", "transition_records"]
 
@@ -132,42 +133,81 @@ def event_to_json(event: Event) -> str:
     return json.dumps(record, separators=(", ", ": "), default=str)
 
 
-def replay(config: ProberConfig, events: list[Event]) -> Iterator[Tick]:
-    """Feed events through the engine in simulated time; one `Tick` per evaluation. Ticks
-    at which nothing can change (`Engine.quiet_until`) are skipped: same transitions."""
+def replay(
+    config: ProberConfig,
+    events: list[Event],
+    *,
+    windows: WindowMode = "exact",
+    restart_every: float | None = None,
+) -> Iterator[Tick]:
+    """Feed events through the engine in simulated time; one `Tick` per evaluation.
+
+    `windows="daemon"` counts with the bounded timelines `prober run` keeps, sliced so that
+    the ticks (from the first event, every evaluation interval) are exact for them: the
+    same transitions as `"exact"` whenever `slo.windows.Layout.is_exact` holds for every
+    window, which the default windows and evaluation intervals dividing them satisfy.
+    `restart_every` checkpoints the engine and resumes a fresh one from the checkpoint and
+    the runs so far at those points, as a pod restart does: it changes no transition.
+    Ticks at which nothing can change (`Engine.quiet_until`) are skipped: same transitions.
+    """
     if not events:
         return
     known = {journey.name for journey in config.journeys}
     events = [event for event in events if event.journey in known]
     if not events:
         return
-    engine = Engine(engine_spec(config, journeys={event.journey for event in events}), replay=True)
-    step = config.alerting.evaluation_interval
-    start, end = events[0].timestamp, events[-1].timestamp
+    spec = engine_spec(config, journeys={event.journey for event in events})
+    start_us, step_us = micros(events[0].timestamp), micros(config.alerting.evaluation_interval)
+    start = start_us / MICROS
+
+    def fresh() -> Engine:
+        return Engine(spec, windows=windows, origin=start)
+
+    engine = fresh()
+    restart_us = micros(restart_every) if restart_every else 0
+    next_restart = start_us + restart_us if restart_us else _NEVER
     position = 0
     quiet_until = -math.inf
-    ticks = math.floor((end - start) / step + 1e-9)
+    ticks = (micros(events[-1].timestamp) - start_us) // step_us
     index = 0
     while index <= ticks:
-        now = start + index * step
+        now_us = start_us + index * step_us
+        now = now_us / MICROS
+        if now_us >= next_restart:
+            engine = _restarted(engine, fresh(), events[:position], now)
+            next_restart += restart_us * ((now_us - next_restart) // restart_us + 1)
+            quiet_until = -math.inf
         disturbed = False
-        while position < len(events) and events[position].timestamp <= now:
-            judged = engine.record(events[position])
-            disturbed = disturbed or not all(good for _, good in judged)
+        while position < len(events) and micros(events[position].timestamp) <= now_us:
+            engine.record(events[position])
+            disturbed = disturbed or engine.last_run_bad
             position += 1
         if not disturbed and now < quiet_until:
             # Provably nothing to evaluate (see Engine.quiet_until) until the next event
-            # arrives or the quiet time ends: jump there rather than step through every tick
-            # between (30 days at a 1 ms interval would be 2.6 billion of them). One tick
-            # short of the estimate, in case float rounding put it one too far.
-            wake = quiet_until
+            # arrives, the quiet time ends or a restart is due: jump there rather than step
+            # through every tick between (30 days at a 1 ms interval would be 2.6 billion of
+            # them). One tick short of the estimate, in case rounding put it one too far.
+            wake = min(micros(quiet_until) if quiet_until < math.inf else _NEVER, next_restart)
             if position < len(events):
-                wake = min(wake, events[position].timestamp)
-            index = max(index + 1, math.ceil(min((wake - start) / step, ticks + 1)) - 1)
+                wake = min(wake, micros(events[position].timestamp))
+            index = max(index + 1, min(-(-(wake - start_us) // step_us), ticks + 1) - 1)
             continue
         yield engine.evaluate(now, figures=False)
         quiet_until = engine.quiet_until()
         index += 1
+
+
+#: Later than any tick, in microseconds.
+_NEVER = 2**62
+
+
+def _restarted(engine: Engine, fresh: Engine, recorded: list[Event], now: float) -> Engine:
+    """`fresh`, resumed from `engine`'s checkpoint and the runs recorded so far: what the
+    daemon does at start-up with its state file (every run stored, the snapshot current)."""
+    checkpoint = engine.checkpoint()
+    since = fresh.history_since(checkpoint, now)
+    fresh.resume(checkpoint, (), (event for event in recorded if event.timestamp > since), now)
+    return fresh
 
 
 def transition_records(tick: Tick) -> Iterator[dict[str, Any]]:

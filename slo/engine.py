@@ -25,29 +25,33 @@ but still count as "the journey reported" for `ProberNoData`.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 from slo.alerting import AlertKey, AlertState, Signal, Transition, alert_key, step
-from slo.budget import Counts, budget_remaining, burn_rate, time_to_exhaustion
+from slo.budget import Counts, SLOError, budget_remaining, burn_rate, time_to_exhaustion
 from slo.policies import BurnRatePolicy, PolicyEvaluation, evaluate_policy
 from slo.rules import RuleExpression, RunSample, WindowData, is_changed, summarize
-from slo.windows import DEFAULT_BUCKET_SECONDS, EventWindow, StreamWindow
+from slo.windows import Layout, Stream, Timeline, micros
 
 __all__ = [
     "DEFAULT_ALERT_NAME",
     "NO_DATA_ALERT",
+    "Checkpoint",
     "Engine",
     "EngineSpec",
     "Event",
     "RuleSpec",
     "SloSpec",
     "SloStatus",
+    "SloWindow",
     "Tick",
+    "WindowMode",
     "format_window",
 ]
 
@@ -116,6 +120,15 @@ class Event(NamedTuple):
         )
 
 
+def _is_good(event: Event, latency_below: float | None) -> bool:
+    """Availability: the run succeeded; latency: and took less than `latency_below`."""
+    if not event.success:
+        return False
+    if latency_below is None:
+        return True
+    return event.duration_seconds is not None and event.duration_seconds < latency_below
+
+
 @dataclass(frozen=True)
 class SloSpec:
     name: str
@@ -128,11 +141,7 @@ class SloSpec:
     annotations: Mapping[str, str] = field(default_factory=dict)
 
     def is_good(self, event: Event) -> bool:
-        if not event.success:
-            return False
-        if self.latency_below is None:
-            return True
-        return event.duration_seconds is not None and event.duration_seconds < self.latency_below
+        return _is_good(event, self.latency_below)
 
     @cached_property
     def windows(self) -> tuple[float, ...]:
@@ -168,11 +177,27 @@ class EngineSpec:
     no_data_intervals: int = DEFAULT_NO_DATA_INTERVALS
     evaluation_interval: float = 30.0
 
-    @property
-    def bucket_seconds(self) -> float:
-        """Window buckets narrow enough that transitions stay within two evaluation
-        intervals of the exact definition (see `slo.windows`)."""
-        return min(DEFAULT_BUCKET_SECONDS, 2 * self.evaluation_interval)
+    def layout(self, journey: str, origin: float = 0.0) -> Layout:
+        """How the daemon's timeline of `journey` slices time: exact at the evaluation ticks
+        `origin + n × evaluation_interval` for the windows of its SLOs (`slo.windows`)."""
+        slos = [slo for slo in self.slos if slo.journey == journey]
+        windows = {span for slo in slos for span in slo.windows}
+        decisive = {
+            span
+            for slo in slos
+            for policy in slo.policies
+            for span in (policy.long_window, policy.short_window)
+        }
+        return Layout.plan(windows, decisive, self.evaluation_interval, origin)
+
+    def indicators(self, journey: str) -> tuple[float | None, ...]:
+        """The distinct indicators of a journey's SLOs (None: availability; a number:
+        latency below it), in config order: one bad count per indicator and slot."""
+        found: dict[float | None, None] = {}
+        for slo in self.slos:
+            if slo.journey == journey:
+                found.setdefault(slo.latency_below, None)
+        return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -206,25 +231,99 @@ class Tick:
     signals: Mapping[AlertKey, Signal]
 
 
+#: "daemon": per-journey `Timeline`s in bounded memory, exact at the evaluation ticks (what
+#: `prober run` uses); "exact": per-journey `Stream`s of every event, exact at any `now`,
+#: read forward only (`prober replay`'s default).
+WindowMode = Literal["daemon", "exact"]
+
+
+class SloWindow:
+    """One SLO's view of its journey's store: the events as its indicator judged them."""
+
+    __slots__ = ("indicator", "store")
+
+    def __init__(self, store: Timeline | Stream, indicator: int) -> None:
+        self.store = store
+        self.indicator = indicator
+
+    def bad_and_total(self, window: float, now: float) -> tuple[int, int]:
+        return self.store.bad_and_total(self.indicator, micros(window), micros(now))
+
+    def counts(self, window: float, now: float) -> Counts:
+        bad, total = self.bad_and_total(window, now)
+        return Counts(total - bad, bad)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What the daemon persists and a restart resumes from (`Engine.checkpoint`,
+    `Engine.resume`): JSON-ready values and one snapshot per journey timeline."""
+
+    timelines: Mapping[str, bytes]
+    alerts: tuple[dict[str, Any], ...]
+    last_reports: Mapping[str, float]
+    last_captures: tuple[tuple[str, str, object], ...]
+    #: When the engine first evaluated (`ProberNoData`'s reference for a journey that never
+    #: reported): kept by a replay's restarts, which take no time; None after a real one.
+    started: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One burn-rate policy of one SLO, ready for the lean evaluation."""
+
+    limit: float  # the error ratio both windows must exceed
+    slo: SloSpec
+    policy: BurnRatePolicy
+    labels: AlertKey
+
+
+@dataclass(frozen=True, slots=True)
+class _PolicyGroup:
+    """The policies that read the same indicator over the same two windows, by limit: the
+    short window is counted once, and only policies whose limit it exceeds read the long."""
+
+    store: Timeline | Stream
+    indicator: int
+    short: int  # µs
+    long: int  # µs
+    plans: tuple[_Plan, ...]
+    limits: tuple[float, ...]
+
+
 class Engine:
     """Live state for one `EngineSpec`; `record` runs, `evaluate` at each tick."""
 
     def __init__(
-        self, spec: EngineSpec, alerts: AlertState | None = None, *, replay: bool = False
+        self,
+        spec: EngineSpec,
+        alerts: AlertState | None = None,
+        *,
+        windows: WindowMode = "daemon",
+        origin: float = 0.0,
     ) -> None:
-        """`replay=True`: events arrive in time order and `now` only moves forward, so every
-        window is counted exactly and cheaply (`StreamWindow`), as DESIGN defines it."""
+        """`windows="exact"`: events arrive in time order and `now` only moves forward
+        (a replay), so every window is counted exactly at any `now`. `"daemon"`: bounded
+        memory, exact at ticks `origin + n × evaluation_interval` (`slo.windows`)."""
         self.spec = spec
         self.alerts = alerts or AlertState()
-        self.windows: dict[str, EventWindow | StreamWindow] = {
-            slo.name: StreamWindow()
-            if replay
-            else EventWindow(slo.retention, bucket_seconds=spec.bucket_seconds)
-            for slo in spec.slos
+        self.mode: WindowMode = windows
+        self.origin = origin
+        journeys = list(dict.fromkeys(slo.journey for slo in spec.slos))
+        self.indicators = {journey: spec.indicators(journey) for journey in journeys}
+        self.timelines: dict[str, Timeline | Stream] = {
+            journey: self._new_store(journey) for journey in journeys
         }
+        self.windows: dict[str, SloWindow] = {}
         self._slos_by_journey: dict[str, list[SloSpec]] = {}
         for slo in spec.slos:
             self._slos_by_journey.setdefault(slo.journey, []).append(slo)
+        self._slo_names = {
+            journey: tuple(slo.name for slo in slos)
+            for journey, slos in self._slos_by_journey.items()
+        }
+        #: Whether the run `record_windows` counted last was bad for some SLO of its journey.
+        self.last_run_bad = False
         self._rule_retention: dict[str, float] = {}
         self._changed_captures: dict[str, set[str]] = {}
         for rule in spec.rules:
@@ -245,14 +344,7 @@ class Engine:
             slo.name: tuple(self._policy_key(slo, policy) for policy in slo.policies)
             for slo in spec.slos
         }
-        #: Per SLO: (policy, alert labels, error-ratio limit) — what the lean evaluation needs.
-        self._policy_plans = {
-            slo.name: tuple(
-                (policy, labels, policy.threshold * (1 - slo.objective))
-                for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True)
-            )
-            for slo in spec.slos
-        }
+        self._bind_windows()
         self._rule_labels = tuple(
             alert_key(
                 {
@@ -277,6 +369,45 @@ class Engine:
             for journey in spec.intervals
         }
         self.annotations: dict[AlertKey, Mapping[str, str]] = self._annotations()
+
+    def _new_store(self, journey: str) -> Timeline | Stream:
+        indicators = len(self.indicators[journey])
+        if self.mode == "exact":
+            return Stream(indicators)
+        return Timeline(self.spec.layout(journey, self.origin), indicators)
+
+    def _bind_windows(self) -> None:
+        """(Re)build the per-SLO views and the lean evaluation's policy groups over the
+        current stores (after construction, a restore or an adoption)."""
+        self._spans = {
+            slo.name: tuple((span, micros(span)) for span in slo.windows) for slo in self.spec.slos
+        }
+        grouped: dict[tuple[str, int, int, int], list[_Plan]] = {}
+        for slo in self.spec.slos:
+            indicator = self.indicators[slo.journey].index(slo.latency_below)
+            store = self.timelines[slo.journey]
+            self.windows[slo.name] = SloWindow(store, indicator)
+            allowance = 1 - slo.objective
+            for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True):
+                short, long = micros(policy.short_window), micros(policy.long_window)
+                key = (slo.journey, indicator, short, long)
+                grouped.setdefault(key, []).append(
+                    _Plan(policy.threshold * allowance, slo, policy, labels)
+                )
+        self._groups = tuple(
+            _PolicyGroup(
+                self.timelines[journey],
+                indicator,
+                short,
+                long,
+                tuple(sorted(plans, key=lambda plan: plan.limit)),
+                tuple(sorted(plan.limit for plan in plans)),
+            )
+            for (journey, indicator, short, long), plans in grouped.items()
+        )
+        self._plan_by_labels = {
+            plan.labels: (group, plan) for group in self._groups for plan in group.plans
+        }
 
     def _annotations(self) -> dict[AlertKey, Mapping[str, str]]:
         """`summary`, `description` and `runbook_url` for every alert this engine can raise:
@@ -347,19 +478,25 @@ class Engine:
         return judged
 
     def record_windows(
-        self, event: Event, slos: Collection[str] | None = None
+        self, event: Event, journeys: Collection[str] | None = None
     ) -> tuple[tuple[str, bool], ...]:
-        """The SLO-window part of `record` (restoring from a snapshot: only `slos`)."""
+        """The SLO-window part of `record` (restoring: only the timelines of `journeys`)."""
+        self.last_run_bad = False
         if event.inconclusive:
             return ()
-        judged = []
-        for slo in self._slos_by_journey.get(event.journey, ()):
-            if slos is not None and slo.name not in slos:
-                continue
-            good = slo.is_good(event)
-            self.windows[slo.name].add(event.timestamp, good)
-            judged.append((slo.name, good))
-        return tuple(judged)
+        store = self.timelines.get(event.journey)
+        if store is None or (journeys is not None and event.journey not in journeys):
+            return ()
+        verdicts = [
+            _is_good(event, latency_below) for latency_below in self.indicators[event.journey]
+        ]
+        bad = tuple(i for i, good in enumerate(verdicts) if not good)
+        store.add(event.timestamp, bad)
+        self.last_run_bad = bool(bad)
+        windows = self.windows
+        return tuple(
+            (name, verdicts[windows[name].indicator]) for name in self._slo_names[event.journey]
+        )
 
     def record_rules(self, event: Event) -> None:
         """The rest of `record`: last report, recent runs for rules, changed captures."""
@@ -392,25 +529,10 @@ class Engine:
         for journey, capture, value in values:
             self._last_capture.setdefault((journey, capture), value)
 
-    def snapshots(self) -> dict[str, bytes]:
-        """Every SLO window as `EventWindow.snapshot()` bytes (a replay engine has none)."""
-        return {
-            name: window.snapshot()
-            for name, window in self.windows.items()
-            if isinstance(window, EventWindow)
-        }
-
     def settle(self) -> None:
         """Forget capture changes seen so far: after a restart has fed the stored runs back,
         the changes among them were already reported before it (no second NewDeployment)."""
         self._changed.clear()
-
-    def restore_window(self, slo: str, snapshot: bytes) -> None:
-        """Replace an SLO's window with a persisted one (raises SLOError if unusable)."""
-        spec = next(spec for spec in self.spec.slos if spec.name == slo)
-        self.windows[slo] = EventWindow.restore(
-            snapshot, spec.retention, bucket_seconds=self.spec.bucket_seconds
-        )
 
     @property
     def rule_retention(self) -> float:
@@ -423,20 +545,112 @@ class Engine:
         rules = {rule.journey for rule in self.spec.rules}
         return frozenset(self._slos_by_journey) | rules
 
+    def checkpoint(self) -> Checkpoint:
+        """What a restart needs (the timelines of a daemon engine; an exact one has none)."""
+        return Checkpoint(
+            timelines={
+                journey: store.snapshot()
+                for journey, store in self.timelines.items()
+                if isinstance(store, Timeline)
+            },
+            alerts=self.alerts.to_records(),
+            last_reports=dict(self._last_report),
+            last_captures=self.last_captures(),
+            started=self._started,
+        )
+
+    def history_since(self, checkpoint: Checkpoint, now: float) -> float:
+        """How far back `resume` needs the stored runs: the retention of every journey whose
+        snapshot is missing or unusable, and the threshold rules' longest window."""
+        needed = [now - self.rule_retention]
+        for journey in self.timelines:
+            if self._restored_timeline(checkpoint, journey) is None:
+                needed.append(now - self._retention(journey))
+        return min(needed)
+
+    def resume(
+        self,
+        checkpoint: Checkpoint,
+        events_after: Iterable[Event],
+        history: Iterable[Event],
+        now: float,
+    ) -> dict[str, str]:
+        """Pick up where a `checkpoint` left off, on a fresh engine, in one call: the alert
+        state, the timelines (plus `events_after`, the runs stored after the snapshots), the
+        last captures, the runs the threshold rules look back on, the last reports. `history`
+        holds the stored runs since `history_since(checkpoint, now)`, oldest first: a
+        timeline whose snapshot is missing or does not fit this config is rebuilt from them.
+        Returns journey → why its snapshot was unusable."""
+        self.alerts = AlertState.from_records(checkpoint.alerts)
+        unusable: dict[str, str] = {}
+        restored = set()
+        for journey in self.timelines:
+            found = self._restored_timeline(checkpoint, journey, unusable)
+            if found is not None:
+                self.timelines[journey] = found
+                restored.add(journey)
+        for event in events_after:
+            self.record_windows(event, restored)
+        rebuild = {
+            journey: now - self._retention(journey)
+            for journey in self.timelines
+            if journey not in restored
+        }
+        rules_since = now - self.rule_retention
+        self.restore_last_captures(checkpoint.last_captures)
+        for event in history:
+            since = rebuild.get(event.journey)
+            if since is not None and event.timestamp > since:
+                self.record_windows(event, rebuild)
+            if event.timestamp > rules_since:
+                self.record_rules(event)
+        self._bind_windows()
+        self.settle()
+        self.restore_last_reports(checkpoint.last_reports)
+        if checkpoint.started is not None:
+            self._started = checkpoint.started
+        return unusable
+
+    def _restored_timeline(
+        self, checkpoint: Checkpoint, journey: str, unusable: dict[str, str] | None = None
+    ) -> Timeline | None:
+        data = checkpoint.timelines.get(journey)
+        if data is None or self.mode == "exact":
+            return None
+        try:
+            return Timeline.restore(
+                data, self.spec.layout(journey, self.origin), len(self.indicators[journey])
+            )
+        except SLOError as error:
+            if unusable is not None:
+                unusable[journey] = str(error)
+            return None
+
+    def _retention(self, journey: str) -> float:
+        return max(slo.retention for slo in self._slos_by_journey[journey])
+
     def adopt(self, previous: Engine) -> None:
-        """Carry another engine's state over (a config reload): the windows of SLOs that
-        still count the same events, the alert state, recent runs, last captures and
-        reports. An SLO whose journey, indicator or retention changed starts afresh."""
-        old_specs = {slo.name: slo for slo in previous.spec.slos}
-        for slo in self.spec.slos:
-            old = old_specs.get(slo.name)
-            if (
-                old is not None
-                and (old.journey, old.latency_below, old.retention)
-                == (slo.journey, slo.latency_below, slo.retention)
-                and previous.spec.bucket_seconds == self.spec.bucket_seconds
+        """Carry another engine's state over (a config reload): the timelines of journeys
+        whose SLOs still slice and judge the same way, the alert state, recent runs, last
+        captures and reports. A journey keeps its timeline while its slots stay the same and
+        it gains no indicator; otherwise it starts afresh."""
+        for journey, indicators in self.indicators.items():
+            old = previous.timelines.get(journey)
+            before = previous.indicators.get(journey, ())
+            if old is None or self.mode != previous.mode or self.origin != previous.origin:
+                continue
+            if indicators == before:
+                if not isinstance(old, Timeline) or old.layout == self.spec.layout(
+                    journey, self.origin
+                ):
+                    self.timelines[journey] = old
+            elif (
+                isinstance(old, Timeline)
+                and set(indicators) <= set(before)
+                and old.layout == self.spec.layout(journey, self.origin)
             ):
-                self.windows[slo.name] = previous.windows[slo.name]
+                self.timelines[journey] = old.select([before.index(i) for i in indicators])
+        self._bind_windows()
         self.alerts = previous.alerts
         for journey, recent in previous._recent.items():
             if journey in self._recent:
@@ -445,23 +659,32 @@ class Engine:
         self._last_report.update(previous._last_report)
         self._started = previous._started
 
+    def prune(self, now: float) -> None:
+        """Let the timelines forget what no window ending at `now` or later needs."""
+        for store in self.timelines.values():
+            if isinstance(store, Timeline):
+                store.prune(now)
+
     def evaluate(self, now: float, *, figures: bool = True) -> Tick:
         """Every SLO's figures and every alert's signal at `now`; advances the alert state.
 
         `figures=False` (replay) computes only what alert transitions depend on: a policy
-        whose short window is under its threshold cannot start firing, so its long window is
-        only counted while it fires. `Tick.slos` is then empty; the transitions are the same.
+        whose short window is under its limit cannot start firing, so its long window is
+        only counted while it fires, and only the signals of alerts that are active or were
+        pending or firing are made (an absent signal is an inactive one). `Tick.slos` is
+        then empty; the transitions are the same.
         """
         if self._started is None:
             self._started = now
+        moment = micros(now)
+        if self.mode == "daemon":
+            self.prune(now)
         signals: dict[AlertKey, Signal] = {}
         if figures:
-            statuses = tuple(self._evaluate_slo(slo, now, signals) for slo in self.spec.slos)
+            statuses = tuple(self._evaluate_slo(slo, moment, signals) for slo in self.spec.slos)
         else:
             statuses = ()
-            self._clean = True
-            for slo in self.spec.slos:
-                self._clean &= self._signal_slo(slo, now, signals)
+            self._clean = self._signal_policies(moment, signals)
         self._evaluate_rules(now, signals)
         self._evaluate_no_data(now, signals)
         if self.alerts.alerts or any(signal.active for signal in signals.values()):
@@ -470,30 +693,42 @@ class Engine:
             transitions = ()  # nothing pending or firing, nothing starting: no transition
         return Tick(now, statuses, transitions, self.alerts, signals)
 
-    def _signal_slo(self, slo: SloSpec, now: float, signals: dict[AlertKey, Signal]) -> bool:
-        """Signals of one SLO's policies; True when no short window holds a bad event."""
-        window = self.windows[slo.name]
-        raw = window.bad_and_total  # plain integers: no object per count on this hot path
-        shorts: dict[float, tuple[int, int]] = {}
-        firing_or_pending = self.alerts.alerts
+    def _signal_policies(self, moment: int, signals: dict[AlertKey, Signal]) -> bool:
+        """Signals of the policies that are active or were pending or firing; True when no
+        short window holds a bad event."""
         clean = True
-        for policy, labels, limit in self._policy_plans[slo.name]:
-            short = shorts.get(policy.short_window)
-            if short is None:
-                short = shorts[policy.short_window] = raw(policy.short_window, now)
-            bad, total = short
-            clean = clean and bad == 0
-            # The same comparison as `evaluate_policy`, so the shortcut never disagrees with it.
-            if not (total and bad / total > limit) and labels not in firing_or_pending:
-                signals[labels] = _INACTIVE  # the short window alone keeps it from firing
+        for group in self._groups:
+            bad, total = group.store.bad_and_total(group.indicator, group.short, moment)
+            if not bad:
                 continue
-            signals[labels] = self._policy_signal(
-                policy,
-                slo.objective,
-                window.counts(policy.long_window, now),
-                Counts(total - bad, bad),
-            )
+            clean = False
+            # The plans whose limit both ratios exceed: the same comparison as
+            # `evaluate_policy` (ratio > limit), so the shortcut never disagrees with it.
+            reach = bisect_left(group.limits, bad / total)
+            if not reach:
+                continue
+            long_bad, long_total = group.store.bad_and_total(group.indicator, group.long, moment)
+            reach = bisect_left(group.limits, long_bad / long_total, hi=reach)
+            for plan in group.plans[:reach]:
+                signals[plan.labels] = self._plan_signal(group, plan, bad, total, moment)
+        for labels in self.alerts.alerts:
+            found = self._plan_by_labels.get(labels)
+            if found is not None and labels not in signals:
+                group, plan = found
+                bad, total = group.store.bad_and_total(group.indicator, group.short, moment)
+                signals[labels] = self._plan_signal(group, plan, bad, total, moment)
         return clean
+
+    def _plan_signal(
+        self, group: _PolicyGroup, plan: _Plan, bad: int, total: int, moment: int
+    ) -> Signal:
+        long_bad, long_total = group.store.bad_and_total(group.indicator, group.long, moment)
+        return self._policy_signal(
+            plan.policy,
+            plan.slo.objective,
+            Counts(long_total - long_bad, long_bad),
+            Counts(total - bad, bad),
+        )
 
     def quiet_until(self) -> float:
         """After a lean evaluation (`figures=False`): a time before which, as long as only
@@ -522,9 +757,15 @@ class Engine:
             values["burn_rate_short"] = evaluation.burn_rate_short
         return Signal(evaluation.firing, 0.0, values)
 
-    def _evaluate_slo(self, slo: SloSpec, now: float, signals: dict[AlertKey, Signal]) -> SloStatus:
-        window = self.windows[slo.name]
-        counts = {span: window.counts(span, now) for span in slo.windows}
+    def _evaluate_slo(
+        self, slo: SloSpec, moment: int, signals: dict[AlertKey, Signal]
+    ) -> SloStatus:
+        view = self.windows[slo.name]
+        raw, indicator = view.store.bad_and_total, view.indicator
+        counts = {}
+        for span, micro_span in self._spans[slo.name]:
+            bad, total = raw(indicator, micro_span, moment)
+            counts[span] = Counts(total - bad, bad)
         policies = []
         for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True):
             evaluation = evaluate_policy(

@@ -183,8 +183,12 @@ def default_min_events(threshold: float, objective: float) -> int:
     and `resolution_table` says so; the slower tiers, whose windows do hold enough runs, still
     page: 6h/30m trips on 3 failed runs in 6 h at one a minute, the first count above its 5%
     of the budget (one run is 2.3%). The price is a cold start: with no history a policy waits
-    for N events (70 runs: 17.5 minutes at 15 s) — the threshold rules (ApiDown) cover an
-    outright outage meanwhile, and restored state avoids the wait after a restart.
+    for N events (at one run per 15 s the 70th comes 17m15s after the first) — the threshold
+    rules (ApiDown) cover an outright outage meanwhile, and restored state avoids the wait
+    after a restart. Once the window holds N events, though, 2 failed runs of those N page
+    (1/N <= L < 2/N, as N = ⌈1/L⌉ and L < 1), fewer than a full window needs (4 of 240 runs
+    at 15 s); the count rises to that as the window fills (`resolution_table` gives both).
+    `min_events: 0` (or 1) turns the guard off: then a single failed run pages a cold start.
     """
     _check_threshold(threshold)
     limit = threshold * error_budget(objective)
@@ -262,12 +266,22 @@ def evaluate_policy(
 class Resolution:
     """What a policy can tell apart at one probe rate (`prober validate` prints it).
 
-    `runs_per_long_window` / `_short_window`: runs a window holds at that rate (rounded
-    down). `failures_to_trip`: failed runs in a full long window that make it fire, None when
-    it cannot fire at this rate (silenced by `min_events`, or the threshold asks for more than
-    100% errors). `budget_per_failure`: the share of the SLO window's error budget one failed
-    run spends. `single_failure_pages`: one failed run is enough (only possible when
-    `min_events` was set below the derived default).
+    Two situations, since the guard (`min_events`) only matters while the long window fills:
+
+    - **Full long window** (steady state). `runs_per_long_window` / `_short_window`: runs a
+      window holds at that rate (rounded down). `failures_to_trip`: failed runs among them
+      that make it fire, None when it cannot fire at this rate (silenced by `min_events`, or
+      the threshold asks for more than 100% errors).
+    - **Cold start** (empty windows, one run per interval from the first). The policy cannot
+      fire until the long window holds `guard_runs` runs, `fill_time` seconds after the first
+      run (None: never, it is silenced). `failures_to_trip_at_min_events`: failed runs among
+      those `guard_runs` that make it fire then (None: it cannot fire). As more runs come in
+      the count climbs to `failures_to_trip`, never below: a cold start is when the fewest
+      failed runs page.
+
+    `budget_per_failure`: the share of the SLO window's error budget one failed run spends.
+    `single_failure_pages`: one failed run can fire the policy, on a cold start if not in a
+    full window (only when `min_events` was set below the derived default, as 0 and 1 are).
     """
 
     policy: BurnRatePolicy
@@ -277,6 +291,14 @@ class Resolution:
     failures_to_trip: int | None
     budget_per_failure: float
     single_failure_pages: bool
+    fill_time: float | None
+    failures_to_trip_at_min_events: int | None
+
+    @property
+    def guard_runs(self) -> int:
+        """Runs the long window must hold before the policy can fire: `min_events`, and at
+        least 1 (a window without events never fires), so `min_events` 0 and 1 act alike."""
+        return max(self.min_events, 1)
 
     @property
     def silenced(self) -> bool:
@@ -293,7 +315,11 @@ def resolution_table(
     """Per policy: how many failed runs trip it at one run per `probe_interval` seconds.
 
     With n runs in the long window the policy fires on the smallest f with f / n > threshold
-    × (1 - objective), provided n >= min_events. One failed run is `probe_interval / ((1 -
+    × (1 - objective), provided n >= min_events. A full window holds n = ⌊long / interval⌋
+    runs. On a cold start the first moment it can fire is when the window holds
+    n = max(min_events, 1) runs, (n - 1) × interval after the first run; f grows with n, so
+    that moment needs the fewest failed runs (the recent ones, which the short window holds
+    too: its ratio is at least the long one's). One failed run is `probe_interval / ((1 -
     objective) × slo_window)` of the budget: the window holds slo_window / interval runs, of
     which (1 - objective) may fail.
     """
@@ -303,11 +329,15 @@ def resolution_table(
     budget_per_failure = probe_interval / (allowance * slo_window)
     rows = []
     for policy in policies:
+        limit = policy.threshold * allowance
         runs_long = _runs_in(policy.long_window, probe_interval)
         min_events = min_events_for(policy, objective)
-        failures = None
-        if runs_long >= min_events:
-            failures = _failures_to_trip(runs_long, policy.threshold * allowance)
+        guard_runs = max(min_events, 1)
+        failures = failures_at_guard = fill_time = None
+        if runs_long >= guard_runs:
+            failures = _failures_to_trip(runs_long, limit)
+            failures_at_guard = _failures_to_trip(guard_runs, limit)
+            fill_time = (guard_runs - 1) * probe_interval
         rows.append(
             Resolution(
                 policy=policy,
@@ -316,7 +346,9 @@ def resolution_table(
                 min_events=min_events,
                 failures_to_trip=failures,
                 budget_per_failure=budget_per_failure,
-                single_failure_pages=failures == 1,
+                single_failure_pages=failures_at_guard == 1,
+                fill_time=fill_time,
+                failures_to_trip_at_min_events=failures_at_guard,
             )
         )
     return tuple(rows)

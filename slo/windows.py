@@ -1,41 +1,46 @@
-"""Rolling-window counts of good and bad events for one SLO, in bounded memory.
+"""Rolling-window counts of good and bad events, shared by the SLOs of one journey.
 
 The contract (DESIGN, "Replay"): at time t the error ratio over window w is bad / total over
-the events with `t - w < timestamp <= t`. Keeping every event for 30 days is 172,800 events per
-SLO at one run per 15 s, too much for 1,000 SLOs in 200 MiB, so `EventWindow` keeps two views
-of the same events:
+the events with `t - w < timestamp <= t`. Two stores answer it, both per journey, so that the
+SLOs of one journey share one copy of its history; each SLO reads it through an *indicator*
+(availability, or latency below a threshold) that judged every event good or bad once:
 
-- **Exact events** for the last `exact_horizon` (default 6 h): their timestamps, in one sorted
-  array for good events and one for bad (8 bytes an event, 11.5 KB per SLO at 15 s). Every
-  window up to that long is answered exactly. 6 h is the longest *short* window of the default
-  policy table (5m, 30m, 2h, 6h) and also covers the two fast *long* windows (1h, 6h) and every
-  threshold-rule window (2m..1h): the windows that decide how fast a page fires and resolves.
-- **Buckets** of `bucket_seconds` (default 60 s) back to `retention` (the longest window any
-  SLO or policy needs). Bucket k holds the events with `k·b < timestamp <= (k+1)·b`, the same
-  half-open side as the windows. A window reaching back past the exact events has its start
-  rounded *down* to a bucket boundary: it counts the events in `(b·⌊(t-w)/b⌋, t]`, a window
-  between w and w + b long. So an event enters every window exactly when it happens and leaves
-  a bucketed window less than b late, never early; with b = 60 s that is less than two
-  evaluation intervals at the default 30 s, the tolerance DESIGN grants. A larger b would
-  break that bound; a smaller one costs memory (43,200 buckets per 30 days at 60 s already).
+- `Stream` (replay, `--windows exact`): every event, exact for every window and every `now`,
+  read with a `now` that never goes back. Memory grows with the recording.
+- `Timeline` (the daemon, and replay `--windows daemon`): counts per *slot*, in bounded
+  memory whatever the run rate. This module's guarantee is about it:
 
-Precisely, when `now` is at or after the newest event added and the latest `prune`,
-`counts(w, now)` returns the events in `(now - w, now]` if `w <= exact_horizon`, and the events
-in `(b·⌊(now - w)/b⌋, now]` if `w > exact_horizon` — always that, whether the exact events or
-the buckets answer it, so that a window's answer never flips between the two definitions as
-time moves. (For an older `now`, both ends are rounded down to bucket boundaries.)
+**Exact at the evaluation ticks.** Time is counted in whole microseconds (an event's timestamp
+is rounded to the microsecond). Slot k holds the events in `(o + k·s, o + (k+1)·s]`, for an
+origin o (the Unix epoch in the daemon, whose evaluations fall on multiples of the evaluation
+interval E) and a slot width s that divides E and every window the fine tier answers
+(`Layout.plan`: their greatest common divisor, 30 s with the defaults). At a tick `t = o + n·E`
+a window w that is a multiple of s starts on a slot boundary, so the slots from
+`(t - w - o)/s` to the one ending at t hold exactly the events of `(t - w, t]`: counts,
+ratios, burn rates, budget and so every alert transition are those of the exact definition.
 
-Buckets are kept as running totals (see `_RunningCounts`), so a 30-day window costs the same
-two subtractions as a 1-hour one: evaluating 1,000 SLOs × 4 policies fits in one tick.
-Memory per SLO at 30 days, one run per 15 s: about 125 KiB (bench/slo_store.py measures it):
-43 KB of one-byte bucket counters for each of good and bad, 23 KB of block totals, 12 KB of
-exact events. It grows with the run rate: the exact events linearly, and the counters double
-when a 30-minute block sees more than 255 runs (faster than one run per 7 s).
+Two things bound the memory, and each is a stated departure from exactness:
 
-Events may arrive out of order. An event at or before `retention` behind the newest event (or
-the latest `prune`), rounded down to a bucket boundary, is ignored: no window can need it. A
-late event still inside the exact horizon is kept exactly; one older than that is counted in
-its bucket only, which is all an old window looks at.
+- **Fine span.** Slots of width s are kept for the *fine span*: the longest burn-rate policy
+  window (the windows that decide a page; 3 d with the defaults) and at least 6 h. Windows
+  beyond it (the 30-day SLO window with the default policies) are answered from *coarse*
+  slots of `COARSE_SECONDS` (1 h): their start is rounded down to a coarse boundary, so
+  they count the events in `(c·⌊(t - w - o)/c⌋ + o, t]`, at most one hour more history. A
+  policy whose long window is the SLO window makes the fine span reach it: exact again.
+- **Slot ceiling.** A fine span over `SLOT_CEILING` slots of width s (an evaluation interval
+  far below a second, or one sharing no large divisor with the windows) widens the slot to
+  the smallest multiple of s under the ceiling; windows that are not multiples of it are
+  then rounded the same way as coarse ones, to the new width.
+
+In general, for any `now` after the newest slot with events, `counts(w, now)` is the events in
+`(w0·⌊(now - w - o)/w0⌋ + o, e]`, w0 the width of the tier answering w and e the end of the
+slot holding `now` (`now` itself on a slot boundary). `Layout.is_exact` says when that is
+`(now - w, now]`. Memory per journey: the fine span over s, one byte a slot for the run count
+and one per indicator for its bad events (wider only where a slot holds more than 255 runs),
+plus the coarse slots: about 17 KiB for 3 days at 30 s, 1.5 KiB for 30 days at 1 h.
+
+Events may arrive out of order. One in a slot that no window can reach any more (behind the
+span of its tier, measured from the newest event or the latest `prune`) is not counted there.
 """
 
 from __future__ import annotations
@@ -45,453 +50,426 @@ import operator
 import struct
 import sys
 from array import array
-from bisect import bisect_right, insort
-from itertools import islice, repeat
-from typing import Final, NamedTuple, TypeVar
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
 
 from slo.budget import Counts, SLOError
 
 __all__ = [
-    "DEFAULT_BUCKET_SECONDS",
-    "DEFAULT_EXACT_HORIZON",
-    "EventWindow",
-    "StreamWindow",
+    "COARSE_SECONDS",
+    "MIN_FINE_SPAN",
+    "SLOT_CEILING",
+    "Layout",
+    "Stream",
+    "Timeline",
+    "micros",
+    "tick_at_or_before",
 ]
 
-#: Bucket width: an event leaves a bucketed window less than this late; 60 s keeps alert
-#: transitions within two 30-second evaluation intervals of the exact definition.
-DEFAULT_BUCKET_SECONDS: Final = 60.0
-#: Windows up to this long are exact: the longest short window of the default policies.
-DEFAULT_EXACT_HORIZON: Final = 6 * 3600.0
+MICROS: Final = 1_000_000
+#: Width of the slots that answer windows beyond the fine span (the SLO window's budget).
+COARSE_SECONDS: Final = 3600.0
+#: The fine span is at least this long: the usual dashboard windows up to 6 h stay exact.
+MIN_FINE_SPAN: Final = 6 * 3600.0
+#: The most fine slots a timeline keeps (a quarter of a MiB per counter at one byte).
+SLOT_CEILING: Final = 1 << 18
+#: Slots dropped at once behind the span: one memmove per block, not one per slot.
+_DROP_BLOCK: Final = 256
 
-#: Buckets per block of running totals. 30 one-minute buckets hold 120 events at one run per
-#: 15 s, which fits one byte per bucket (a block with more than 255 events widens its store).
-BLOCK_BUCKETS: Final = 30
-
-#: The unsigned array typecodes by item size, narrowest first; running totals widen along it.
-_UNSIGNED: Final = {array(code).itemsize: code for code in reversed("BHILQ")}
-_WIDTHS: Final = tuple(sorted(_UNSIGNED))
-
-_SNAPSHOT_MAGIC: Final = b"SLOW"
-_SNAPSHOT_VERSION: Final = 1
-#: magic, version, good/bad item sizes, bucket seconds, newest, floor bucket, exact-floor
-#: bucket, first bucket, good/bad exact counts, buckets, blocks; little-endian throughout.
-_SNAPSHOT_HEADER: Final = struct.Struct("<4sHBBddqqqIIII")
-_Number = TypeVar("_Number", int, float)
-
-#: Stands for "no floor yet": below any bucket number a finite timestamp can have.
-_NO_BUCKET: Final = -(2**62)
+_WIDER: Final = {"B": "H", "H": "I", "I": "Q", "L": "Q"}
+_SNAPSHOT_MAGIC: Final = b"SLOT"
+_SNAPSHOT_VERSION: Final = 2
+#: magic, version, indicators, origin, fine width, fine span, coarse width, retention (all
+#: µs), newest event (µs, or the "none" sentinel); little-endian. Then each tier.
+_HEADER: Final = struct.Struct("<4sHHqqqqqq")
+#: per tier: first slot, floor slot, slots, item size of the run counts, then one item size
+#: per indicator (read separately).
+_TIER_HEADER: Final = struct.Struct("<qqIB")
+_NONE: Final = -(2**62)
+#: Past every slot: "to the newest stored one".
+_EVER: Final = 2**62
 
 
-class _RunningCounts:
-    """Counts per bucket, stored as running totals so any range of buckets sums in O(1).
+def micros(seconds: float) -> int:
+    """Seconds as whole microseconds, the unit every slot boundary is computed in."""
+    if not math.isfinite(seconds):
+        raise SLOError(f"a time must be a finite number of seconds, got {seconds!r}")
+    return round(seconds * MICROS)
 
-    Position p stores the events of its block (`BLOCK_BUCKETS` buckets) up to and including
-    p, in the narrowest unsigned array type that holds them; `_before[j]` stores the events in
-    all blocks before block j (int64). Events in positions 0..p are `_before[p // B] +
-    _within[p]`. Adding at p touches the rest of p's block and the later blocks' totals: O(1)
-    for the newest bucket, where almost every event lands.
-    """
 
-    __slots__ = ("_before", "_within")
+def tick_at_or_before(now: float, interval: float, origin: float = 0.0) -> float:
+    """The latest evaluation tick `origin + n × interval` at or before `now`: where the
+    daemon evaluates, so that its timelines are exact (counted in microseconds)."""
+    step, base = micros(interval), micros(origin)
+    if step <= 0:
+        raise SLOError(f"evaluation interval must be positive, got {interval!r}")
+    return (base + (micros(now) - base) // step * step) / MICROS
 
-    def __init__(self, within: array[int] | None = None, before: array[int] | None = None) -> None:
-        self._within: array[int] = array("B") if within is None else within
-        self._before: array[int] = array("q") if before is None else before
 
-    def __len__(self) -> int:
-        return len(self._within)
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How a `Timeline` slices time: all in microseconds. `coarse_width` 0: no coarse tier
+    (the fine span reaches the retention)."""
 
-    @property
-    def itemsize(self) -> int:
-        return self._within.itemsize
-
-    def between(self, first: int, last: int) -> int:
-        """Events in positions first..last inclusive (first >= 0), clamped to the stored ones."""
-        within, before = self._within, self._before
-        last = min(last, len(within) - 1)
-        if last < first:
-            return 0
-        total = before[last // BLOCK_BUCKETS] + within[last]
-        if first:
-            total -= before[(first - 1) // BLOCK_BUCKETS] + within[first - 1]
-        return total
-
-    def grow_to(self, length: int) -> None:
-        """Append empty buckets until `length` are stored (callers bound it by the retention)."""
-        within, before = self._within, self._before
-        size = len(within)
-        if size >= length:
-            return
-        if size % BLOCK_BUCKETS:
-            fill = min(length, size - size % BLOCK_BUCKETS + BLOCK_BUCKETS) - size
-            within.extend(repeat(within[size - 1], fill))
-            size += fill
-        while size < length:
-            before.append(before[-1] + within[size - 1] if size else 0)
-            fill = min(length - size, BLOCK_BUCKETS)
-            within.frombytes(bytes(fill * within.itemsize))
-            size += fill
-
-    def add(self, position: int, count: int) -> None:
-        """Count `count` events in the bucket at `position` (already stored)."""
-        within = self._within
-        block = position // BLOCK_BUCKETS
-        end = min((block + 1) * BLOCK_BUCKETS, len(within))
-        needed = within[end - 1] + count
-        if needed >= 1 << (8 * within.itemsize):
-            within = self._widen(needed)
-        for index in range(position, end):
-            within[index] += count
-        before = self._before
-        for index in range(block + 1, len(before)):
-            before[index] += count
-
-    def _widen(self, needed: int) -> array[int]:
-        """Move to the narrowest unsigned type that holds `needed` (a busy block, rare)."""
-        width = next(size for size in _WIDTHS if needed < 1 << (8 * size))
-        self._within = array(_UNSIGNED[width], self._within)
-        return self._within
-
-    def drop_blocks(self, blocks: int) -> None:
-        """Forget the oldest `blocks` blocks (all of them when there are fewer)."""
-        del self._within[: blocks * BLOCK_BUCKETS]
-        del self._before[:blocks]
-
-    def to_bytes(self) -> tuple[bytes, bytes]:
-        return _dump(self._within), _dump(self._before)
+    origin: int
+    fine_width: int
+    fine_span: int
+    coarse_width: int
+    retention: int
 
     @classmethod
-    def from_bytes(cls, itemsize: int, within: bytes, before: bytes) -> _RunningCounts:
-        return cls(_load(array(_UNSIGNED[itemsize]), within), _load(array("q"), before))
+    def plan(
+        cls,
+        windows: Iterable[float],
+        decision_windows: Iterable[float],
+        evaluation_interval: float,
+        origin: float = 0.0,
+    ) -> Layout:
+        """The layout that makes `windows` exact at ticks `origin + n × evaluation_interval`
+        (see the module docstring): the fine span covers the `decision_windows` (burn-rate
+        policy windows) and at least `MIN_FINE_SPAN`; the slot divides the interval and
+        every window the fine span answers."""
+        spans = sorted({micros(window) for window in windows})
+        if not spans or spans[0] <= 0:
+            raise SLOError("a timeline needs at least one window, and every window is positive")
+        interval = micros(evaluation_interval)
+        if interval <= 0:
+            raise SLOError(f"evaluation interval must be positive, got {evaluation_interval!r}")
+        retention = spans[-1]
+        decisive = max((micros(window) for window in decision_windows), default=0)
+        fine_span = min(retention, max(micros(MIN_FINE_SPAN), decisive))
+        width = math.gcd(interval, *(span for span in spans if span <= fine_span))
+        if fine_span > width * SLOT_CEILING:
+            width *= -(-fine_span // (width * SLOT_CEILING))
+        coarse = 0 if fine_span >= retention else max(micros(COARSE_SECONDS), width)
+        return cls(micros(origin), width, fine_span, coarse, retention)
+
+    def tier_of(self, window: int) -> tuple[int, int]:
+        """(width, span) of the tier that answers a window of `window` µs."""
+        if window <= self.fine_span:
+            return self.fine_width, self.fine_span
+        return self.coarse_width, self.retention
+
+    def is_exact(self, window: float, now: float) -> bool:
+        """Whether `counts(window, now)` is exactly the events of `(now - window, now]`."""
+        span, moment = micros(window), micros(now) - self.origin
+        width = self.tier_of(span)[0]
+        return span % width == 0 and moment % width == 0
 
 
-class EventWindow:
-    """Good and bad events of one SLO over its rolling windows (see the module docstring).
-
-    Call `add` for every run the indicator judged, `counts` at each evaluation, and `prune`
-    once per evaluation so that an SLO whose journey stopped also lets go of its history
-    (adding events prunes behind the newest one already).
+class _Tier:
+    """Slots of one width: run counts, bad counts per indicator, and a running sum per
+    window (its *cursor*: the first slot it counts, and the sums of every stored slot from
+    there on), so that a count at a tick costs a few additions whatever the window's length.
     """
 
-    __slots__ = (
-        "_bad",
-        "_bad_times",
-        "_bucket",
-        "_exact_floor",
-        "_exact_floor_bucket",
-        "_first",
-        "_floor",
-        "_floor_bucket",
-        "_good",
-        "_good_times",
-        "_horizon",
-        "_newest",
-        "_retention",
-    )
+    __slots__ = ("bads", "cursors", "first", "floor", "origin", "span", "totals", "width")
 
-    def __init__(
-        self,
-        retention: float,
-        *,
-        bucket_seconds: float = DEFAULT_BUCKET_SECONDS,
-        exact_horizon: float = DEFAULT_EXACT_HORIZON,
-    ) -> None:
-        _check_seconds("retention", retention, allow_zero=False)
-        _check_seconds("bucket_seconds", bucket_seconds, allow_zero=False)
-        _check_seconds("exact_horizon", exact_horizon, allow_zero=True)
-        self._retention = float(retention)
-        self._bucket = float(bucket_seconds)
-        self._horizon = float(exact_horizon)
-        self._good = _RunningCounts()
-        self._bad = _RunningCounts()
-        # Bucket number of position 0: a block start, never after the floor bucket.
-        self._first = 0
-        self._good_times: array[float] = array("d")
-        self._bad_times: array[float] = array("d")
-        self._newest = -math.inf
-        # Events at or before `_floor` are ignored; `_exact_*` hold every event after theirs.
-        self._floor_bucket = _NO_BUCKET
-        self._floor = -math.inf
-        self._exact_floor_bucket = _NO_BUCKET
-        self._exact_floor = -math.inf
+    def __init__(self, width: int, span: int, origin: int, indicators: int) -> None:
+        self.width = width
+        self.span = span
+        self.origin = origin
+        self.first = _NONE  # slot number of position 0 (_NONE while nothing is stored)
+        self.floor = _NONE  # slots below it are out of every window's reach
+        self.totals: array[int] = array("B")
+        self.bads: list[array[int]] = [array("B") for _ in range(indicators)]
+        #: window µs -> [first slot counted, runs, bad per indicator...]
+        self.cursors: dict[int, list[int]] = {}
+
+    def slot(self, moment: int) -> int:
+        """The slot holding an event at `moment` µs: `(o + k·s, o + (k+1)·s]`."""
+        return (moment - self.origin - 1) // self.width
+
+    def add(self, slot: int, bad: Sequence[int]) -> None:
+        if slot < self.floor:
+            return
+        position = self._position(slot)
+        self._bump(self.totals, position, 0)
+        for indicator in bad:
+            self._bump(self.bads[indicator], position, indicator + 1)
+        for cursor in self.cursors.values():
+            if cursor[0] <= slot:
+                cursor[1] += 1
+                for indicator in bad:
+                    cursor[indicator + 2] += 1
+
+    def _position(self, slot: int) -> int:
+        """The array position of `slot`, growing the arrays to hold it."""
+        if self.first == _NONE:
+            self.first = slot
+        elif slot < self.first:  # late event before every stored slot: prepend empties
+            missing = self.first - slot
+            for values in (self.totals, *self.bads):
+                values[0:0] = array(values.typecode, bytes(missing * values.itemsize))
+            self.first = slot
+        position = slot - self.first
+        size = len(self.totals)
+        if position >= size:
+            for values in (self.totals, *self.bads):
+                values.frombytes(bytes((position + 1 - size) * values.itemsize))
+        return position
+
+    def _bump(self, values: array[int], position: int, which: int) -> None:
+        try:
+            values[position] += 1
+        except OverflowError:  # a busy slot: one wider item size for this counter
+            wider = array(_WIDER[values.typecode], values)
+            wider[position] += 1
+            if which == 0:
+                self.totals = wider
+            else:
+                self.bads[which - 1] = wider
+
+    def advance(self, reference: int) -> None:
+        """Raise the floor to what windows ending at `reference` or later can need."""
+        floor = (reference - self.span - self.origin) // self.width
+        if floor <= self.floor:
+            return
+        self.floor = floor
+        if self.first == _NONE or floor - self.first < _DROP_BLOCK:
+            return
+        for cursor in self.cursors.values():
+            if cursor[0] < floor:
+                self._move(cursor, floor)
+        drop = min(floor - self.first, len(self.totals))
+        for values in (self.totals, *self.bads):
+            del values[:drop]
+        self.first += drop
+        if not self.totals:
+            self.first = _NONE
+
+    def _sums(self, start: int, stop: int) -> list[int]:
+        """[runs, bad per indicator...] over the stored slots `start <= k < stop`."""
+        if self.first == _NONE:
+            return [0] * (len(self.bads) + 1)
+        begin = max(start - self.first, 0)
+        end = max(min(stop - self.first, len(self.totals)), begin)
+        if end - begin == 1:
+            return [self.totals[begin], *(values[begin] for values in self.bads)]
+        return [sum(self.totals[begin:end]), *(sum(values[begin:end]) for values in self.bads)]
+
+    def _move(self, cursor: list[int], start: int) -> None:
+        """Move a cursor forward to `start`, dropping the slots it passes from its sums."""
+        passed = self._sums(cursor[0], start)
+        for index, value in enumerate(passed, start=1):
+            cursor[index] -= value
+        cursor[0] = start
+
+    def count(self, window: int, now: int, indicator: int) -> tuple[int, int]:
+        """(bad, runs) over the slots from the one holding `now - window` (exclusive when it
+        ends there) to the one holding `now`."""
+        start = (now - window - self.origin) // self.width
+        last = (now - self.origin - 1) // self.width
+        cursor = self.cursors.get(window)
+        if cursor is None:
+            cursor = self.cursors[window] = [start, *self._sums(start, _EVER)]
+        elif start > cursor[0]:
+            self._move(cursor, start)
+        elif start < cursor[0]:  # a look back in time: counted directly, cursor kept
+            sums = self._sums(start, last + 1)
+            return sums[indicator + 1], sums[0]
+        runs, bad = cursor[1], cursor[indicator + 2]
+        if self.first != _NONE and self.first + len(self.totals) - 1 > last:
+            newer = self._sums(last + 1, _EVER)
+            runs -= newer[0]
+            bad -= newer[indicator + 1]
+        return bad, runs
+
+    def dump(self) -> bytes:
+        sizes = bytes(values.itemsize for values in self.bads)
+        parts = [
+            _TIER_HEADER.pack(self.first, self.floor, len(self.totals), self.totals.itemsize),
+            sizes,
+            _dump(self.totals),
+            *(_dump(values) for values in self.bads),
+        ]
+        return b"".join(parts)
+
+    def load(self, data: memoryview, offset: int) -> int:
+        """Read what `dump` wrote at `offset`; returns the offset after it."""
+        try:
+            first, floor, slots, size = _TIER_HEADER.unpack_from(data, offset)
+        except struct.error:
+            raise SLOError("corrupt window snapshot: truncated") from None
+        offset += _TIER_HEADER.size
+        sizes = bytes(data[offset : offset + len(self.bads)])
+        offset += len(self.bads)
+        arrays = []
+        for itemsize in (size, *sizes):
+            code = _TYPECODES.get(itemsize)
+            if code is None:
+                raise SLOError("corrupt window snapshot: unknown item size")
+            end = offset + slots * itemsize
+            if end > len(data):
+                raise SLOError("corrupt window snapshot: truncated")
+            arrays.append(_load(array(code), data[offset:end]))
+            offset = end
+        if (first == _NONE) != (slots == 0):
+            raise SLOError("corrupt window snapshot: inconsistent slots")
+        self.first, self.floor = first, floor
+        self.totals, self.bads = arrays[0], arrays[1:]
+        totals = self.totals
+        if any(any(map(operator.gt, values, totals)) for values in self.bads):
+            raise SLOError("corrupt window snapshot: more bad events than runs in a slot")
+        return offset
+
+
+_TYPECODES: Final = {array(code).itemsize: code for code in "QIHB"}
+
+
+class Timeline:
+    """One journey's events over its SLOs' windows, in slots (see the module docstring).
+
+    `add` every run with the indicators that judged it bad, `bad_and_total` at each tick,
+    `prune` once per tick so that a journey that stopped also lets go of its history.
+    """
+
+    __slots__ = ("_coarse", "_fine", "_newest", "indicators", "layout")
+
+    def __init__(self, layout: Layout, indicators: int = 1) -> None:
+        if indicators < 1:
+            raise SLOError("a timeline needs at least one indicator")
+        self.layout = layout
+        self.indicators = indicators
+        self._fine = _Tier(layout.fine_width, layout.fine_span, layout.origin, indicators)
+        self._coarse = (
+            _Tier(layout.coarse_width, layout.retention, layout.origin, indicators)
+            if layout.coarse_width
+            else None
+        )
+        self._newest = _NONE
 
     @property
     def retention(self) -> float:
-        return self._retention
+        return self.layout.retention / MICROS
 
-    @property
-    def bucket_seconds(self) -> float:
-        return self._bucket
+    def add(self, timestamp: float, bad: Sequence[int] = ()) -> None:
+        """Count one run at `timestamp`, bad for the indicators numbered in `bad`."""
+        moment = micros(timestamp)
+        if moment > self._newest:
+            self._newest = moment
+            self._advance(moment)
+        self._fine.add(self._fine.slot(moment), bad)
+        if self._coarse is not None:
+            self._coarse.add(self._coarse.slot(moment), bad)
 
-    @property
-    def exact_horizon(self) -> float:
-        return self._horizon
-
-    def add(self, timestamp: float, good: bool) -> None:
-        """Count one event judged good or bad by the indicator; one too old is ignored."""
-        if not math.isfinite(timestamp):
-            raise SLOError(f"event timestamp must be a finite number, got {timestamp!r}")
-        if timestamp <= self._floor:
-            return
-        if timestamp > self._newest:
-            self._newest = timestamp
-            self._advance(timestamp)
-        if not len(self._good):
-            self._first = self._floor_bucket - self._floor_bucket % BLOCK_BUCKETS
-        position = math.ceil(timestamp / self._bucket) - 1 - self._first
-        self._good.grow_to(position + 1)
-        self._bad.grow_to(position + 1)
-        (self._good if good else self._bad).add(position, 1)
-        if timestamp > self._exact_floor:
-            times = self._good_times if good else self._bad_times
-            if not times or timestamp >= times[-1]:
-                times.append(timestamp)
-            else:
-                insort(times, timestamp)
-
-    def counts(self, window: float, now: float) -> Counts:
-        """Good and bad events in `(now - window, now]`, within the bound the module states."""
-        if not 0 < window <= self._retention:
+    def bad_and_total(self, indicator: int, window: int, now: int) -> tuple[int, int]:
+        """(bad, runs) for one indicator over `window` µs ending at `now` µs, as the module
+        docstring states; `window` must be positive and at most the retention."""
+        if not 0 < window <= self.layout.retention:
             raise SLOError(
-                f"window must be positive and at most the retention ({self._retention:g} s), "
-                f"got {window!r}"
+                f"window must be positive and at most the retention "
+                f"({self.layout.retention / MICROS:g} s), got {window / MICROS:g} s"
             )
-        if not math.isfinite(now):
-            raise SLOError(f"now must be a finite number, got {now!r}")
-        start = now - window
-        good_times, bad_times = self._good_times, self._bad_times
-        # Exact events up to now: all of them when now is past the newest (nearly always).
-        good_end = len(good_times) if now >= self._newest else bisect_right(good_times, now)
-        bad_end = len(bad_times) if now >= self._newest else bisect_right(bad_times, now)
-        if window > self._horizon or start < self._exact_floor:
-            # A bucketed window starts on a bucket boundary whichever view answers it, so
-            # that its answer does not flip as the exact horizon moves past its start.
-            start_bucket = math.floor(start / self._bucket)
-            if start_bucket < self._exact_floor_bucket:
-                return self._from_buckets(start_bucket, now, good_end, bad_end)
-            start = start_bucket * self._bucket
-        return Counts(
-            good_end - bisect_right(good_times, start), bad_end - bisect_right(bad_times, start)
-        )
+        if window <= self.layout.fine_span or self._coarse is None:
+            return self._fine.count(window, now, indicator)
+        return self._coarse.count(window, now, indicator)
 
-    def bad_and_total(self, window: float, now: float) -> tuple[int, int]:
-        """`counts` as two plain integers."""
-        counts = self.counts(window, now)
-        return counts.bad, counts.good + counts.bad
+    def counts(self, window: float, now: float, indicator: int = 0) -> Counts:
+        """Good and bad events for one indicator over `window` seconds ending at `now`."""
+        bad, total = self.bad_and_total(indicator, micros(window), micros(now))
+        return Counts(total - bad, bad)
 
     def prune(self, now: float) -> None:
         """Forget what no window ending at `now` or later can need."""
-        if not math.isfinite(now):
-            raise SLOError(f"now must be a finite number, got {now!r}")
-        self._advance(now)
+        self._advance(micros(now))
+
+    def select(self, indicators: Sequence[int]) -> Timeline:
+        """A copy that keeps only these indicators, in this order (a reload that dropped
+        or reordered a journey's SLOs keeps the history of the ones left)."""
+        copy = Timeline(self.layout, len(indicators))
+        copy._newest = self._newest
+        for mine, theirs in ((self._fine, copy._fine), (self._coarse, copy._coarse)):
+            if mine is not None and theirs is not None:
+                theirs.first, theirs.floor = mine.first, mine.floor
+                theirs.totals = array(mine.totals.typecode, mine.totals)
+                theirs.bads = [array(mine.bads[i].typecode, mine.bads[i]) for i in indicators]
+        return copy
+
+    def _advance(self, reference: int) -> None:
+        self._fine.advance(reference)
+        if self._coarse is not None:
+            self._coarse.advance(reference)
 
     def snapshot(self) -> bytes:
-        """The whole store as one little-endian blob (a BLOB column), for `restore`."""
-        good_within, good_before = self._good.to_bytes()
-        bad_within, bad_before = self._bad.to_bytes()
-        good_times = _dump(self._good_times)
-        bad_times = _dump(self._bad_times)
-        header = _SNAPSHOT_HEADER.pack(
+        """The whole timeline as one little-endian blob (a BLOB column), for `restore`."""
+        layout = self.layout
+        header = _HEADER.pack(
             _SNAPSHOT_MAGIC,
             _SNAPSHOT_VERSION,
-            self._good.itemsize,
-            self._bad.itemsize,
-            self._bucket,
+            self.indicators,
+            layout.origin,
+            layout.fine_width,
+            layout.fine_span,
+            layout.coarse_width,
+            layout.retention,
             self._newest,
-            self._floor_bucket,
-            self._exact_floor_bucket,
-            self._first,
-            len(self._good_times),
-            len(self._bad_times),
-            len(self._good),
-            len(good_before) // 8,
         )
-        parts = (header, good_times, bad_times, good_within, bad_within, good_before, bad_before)
-        return b"".join(parts)
+        tiers = [self._fine.dump()]
+        if self._coarse is not None:
+            tiers.append(self._coarse.dump())
+        return b"".join([header, *tiers])
 
     @classmethod
-    def restore(
-        cls,
-        snapshot: bytes,
-        retention: float,
-        *,
-        bucket_seconds: float = DEFAULT_BUCKET_SECONDS,
-        exact_horizon: float = DEFAULT_EXACT_HORIZON,
-    ) -> EventWindow:
-        """A store from `snapshot()` bytes; the retention and horizon may differ from before.
-
-        The bucket width may not: counts per minute cannot be re-cut into other buckets. A
-        longer horizon than the snapshot's becomes exact as new events arrive (until then those
-        windows are bucket-aligned); a shorter retention or horizon lets go of the excess now.
-        """
-        window = cls(retention, bucket_seconds=bucket_seconds, exact_horizon=exact_horizon)
-        header = _read_header(snapshot)
-        if header.bucket_seconds != window._bucket:
-            raise SLOError(
-                f"window snapshot has {header.bucket_seconds:g}-second buckets, "
-                f"not {window._bucket:g}"
-            )
-        sizes = (
-            8 * header.good_events,
-            8 * header.bad_events,
-            header.good_itemsize * header.buckets,
-            header.bad_itemsize * header.buckets,
-            8 * header.blocks,
-            8 * header.blocks,
-        )
-        if len(snapshot) != _SNAPSHOT_HEADER.size + sum(sizes):
+    def restore(cls, snapshot: bytes, layout: Layout, indicators: int = 1) -> Timeline:
+        """A timeline from `snapshot()` bytes, for the same slots and indicators: counts per
+        slot cannot be re-cut into other slots, nor judged again by another indicator (the
+        caller rebuilds from stored runs then). Raises SLOError naming what does not fit."""
+        data = memoryview(snapshot)
+        if len(data) < _HEADER.size:
+            raise SLOError("corrupt window snapshot: shorter than its header")
+        magic, version, stored_indicators, *sizes, newest = _HEADER.unpack_from(data)
+        if magic != _SNAPSHOT_MAGIC:
+            raise SLOError("not a window snapshot (bad magic)")
+        if version != _SNAPSHOT_VERSION:
+            raise SLOError(f"window snapshot version {version} is not supported")
+        stored = Layout(*sizes)
+        if stored != layout:
+            raise SLOError(f"window snapshot slices time differently ({stored} vs {layout})")
+        if stored_indicators != indicators:
+            raise SLOError(f"window snapshot has {stored_indicators} indicators, not {indicators}")
+        timeline = cls(layout, indicators)
+        offset = timeline._fine.load(data, _HEADER.size)
+        if timeline._coarse is not None:
+            offset = timeline._coarse.load(data, offset)
+        if offset != len(data):
             raise SLOError("corrupt window snapshot: its length does not match its header")
-        if header.first_bucket % BLOCK_BUCKETS or header.blocks != -(
-            -header.buckets // BLOCK_BUCKETS
-        ):
-            raise SLOError("corrupt window snapshot: inconsistent bucket layout")
-        pieces = []
-        offset = _SNAPSHOT_HEADER.size
-        for size in sizes:
-            pieces.append(snapshot[offset : offset + size])
-            offset += size
-        window._good_times = _load(array("d"), pieces[0])
-        window._bad_times = _load(array("d"), pieces[1])
-        if not (_is_sorted(window._good_times) and _is_sorted(window._bad_times)):
-            raise SLOError("corrupt window snapshot: event times out of order")
-        window._good = _RunningCounts.from_bytes(header.good_itemsize, pieces[2], pieces[4])
-        window._bad = _RunningCounts.from_bytes(header.bad_itemsize, pieces[3], pieces[5])
-        window._first = header.first_bucket
-        window._newest = header.newest
-        if header.floor_bucket != _NO_BUCKET:
-            window._floor_bucket = header.floor_bucket
-            window._floor = header.floor_bucket * window._bucket
-        if header.exact_floor_bucket != _NO_BUCKET:
-            window._exact_floor_bucket = header.exact_floor_bucket
-            window._exact_floor = header.exact_floor_bucket * window._bucket
-        if math.isfinite(header.newest):
-            window._advance(header.newest)
-        return window
-
-    def _from_buckets(self, start_bucket: int, now: float, good_end: int, bad_end: int) -> Counts:
-        """Counts from bucket `start_bucket` on: buckets to the exact floor, exact events after.
-
-        A `now` before the exact floor (a query into the past) ends at a bucket boundary too.
-        """
-        first = max(start_bucket - self._first, 0)
-        if now >= self._exact_floor:
-            last = self._exact_floor_bucket - 1 - self._first
-            return Counts(
-                self._good.between(first, last) + good_end, self._bad.between(first, last) + bad_end
-            )
-        last = math.floor(now / self._bucket) - 1 - self._first
-        return Counts(self._good.between(first, last), self._bad.between(first, last))
-
-    def _advance(self, reference: float) -> None:
-        """Move the floors up to `reference` (the newest event, or `prune`'s now)."""
-        floor_bucket = math.floor((reference - self._retention) / self._bucket)
-        if floor_bucket > self._floor_bucket:
-            self._floor_bucket = floor_bucket
-            self._floor = floor_bucket * self._bucket
-            blocks = (floor_bucket - self._first) // BLOCK_BUCKETS
-            if blocks > 0 and len(self._good):
-                self._good.drop_blocks(blocks)
-                self._bad.drop_blocks(blocks)
-                self._first += blocks * BLOCK_BUCKETS
-        exact_bucket = math.floor((reference - self._horizon) / self._bucket)
-        if exact_bucket > self._exact_floor_bucket:
-            self._exact_floor_bucket = exact_bucket
-            self._exact_floor = exact_bucket * self._bucket
-            for times in (self._good_times, self._bad_times):
-                del times[: bisect_right(times, self._exact_floor)]
+        timeline._newest = newest
+        if newest != _NONE:
+            timeline._advance(newest)
+        return timeline
 
 
-def _check_seconds(name: str, value: float, *, allow_zero: bool) -> None:
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = "non-negative" if allow_zero else "positive"
-        raise SLOError(f"{name} must be a {bound} number of seconds, got {value!r}")
-
-
-class _Header(NamedTuple):
-    """The fixed-size start of a snapshot, in `_SNAPSHOT_HEADER` order."""
-
-    magic: bytes
-    version: int
-    good_itemsize: int
-    bad_itemsize: int
-    bucket_seconds: float
-    newest: float
-    floor_bucket: int
-    exact_floor_bucket: int
-    first_bucket: int
-    good_events: int
-    bad_events: int
-    buckets: int
-    blocks: int
-
-
-def _read_header(snapshot: bytes) -> _Header:
-    if len(snapshot) < _SNAPSHOT_HEADER.size:
-        raise SLOError("corrupt window snapshot: shorter than its header")
-    header = _Header._make(_SNAPSHOT_HEADER.unpack_from(snapshot))
-    if header.magic != _SNAPSHOT_MAGIC:
-        raise SLOError("not a window snapshot (bad magic)")
-    if header.version != _SNAPSHOT_VERSION:
-        raise SLOError(f"window snapshot version {header.version} is not supported")
-    if header.good_itemsize not in _UNSIGNED or header.bad_itemsize not in _UNSIGNED:
-        raise SLOError("corrupt window snapshot: unknown item size")
-    return header
-
-
-def _is_sorted(values: array[float]) -> bool:
-    return all(map(operator.le, values, islice(values, 1, None)))
-
-
-def _dump(values: array[_Number]) -> bytes:
-    """Little-endian bytes, whatever the machine (a state file may move between them)."""
-    if sys.byteorder == "little":
-        return values.tobytes()
-    swapped = array(values.typecode, values)
-    swapped.byteswap()
-    return swapped.tobytes()
-
-
-def _load(values: array[_Number], data: bytes) -> array[_Number]:
-    """Append little-endian `data` to `values` (empty, of the right type) and return it."""
-    values.frombytes(data)
-    if sys.byteorder != "little":
-        values.byteswap()
-    return values
-
-
-class StreamWindow:
+class Stream:
     """Exact counts for a replay, where events arrive in time order and `now` never goes
     back: each window keeps a pointer to its oldest event, so a count is O(1) amortized and
-    exact for every window length (DESIGN's definition, no buckets). It keeps every event,
-    so it is for replays (a recording's length), not for the daemon (`EventWindow`)."""
+    exact for every window and every `now` (DESIGN's definition, no slots). It keeps every
+    event (8 bytes, and 8 per indicator), so it is for replays, not for the daemon."""
 
-    __slots__ = ("_bad_before", "_end", "_now", "_starts", "_times")
+    __slots__ = ("_bad_before", "_end", "_now", "_starts", "_times", "indicators")
 
-    def __init__(self) -> None:
-        self._times: array[float] = array("d")
-        self._bad_before: array[int] = array("q", [0])  # bad events among the first i
-        self._starts: dict[float, int] = {}
+    def __init__(self, indicators: int = 1) -> None:
+        self.indicators = indicators
+        self._times: array[int] = array("q")
+        # bad events among the first i, per indicator
+        self._bad_before: list[array[int]] = [array("q", [0]) for _ in range(indicators)]
+        self._starts: dict[int, int] = {}
         self._end = 0
-        self._now = -math.inf
+        self._now = _NONE
 
-    def add(self, timestamp: float, good: bool) -> None:
-        if not math.isfinite(timestamp):
-            raise SLOError(f"event timestamp must be a finite number, got {timestamp!r}")
-        if self._times and timestamp < self._times[-1]:
-            raise SLOError("a StreamWindow takes events in time order")
-        self._times.append(timestamp)
-        self._bad_before.append(self._bad_before[-1] + (0 if good else 1))
+    def add(self, timestamp: float, bad: Sequence[int] = ()) -> None:
+        moment = micros(timestamp)
+        if self._times and moment < self._times[-1]:
+            raise SLOError("a Stream takes events in time order")
+        self._times.append(moment)
+        for indicator, before in enumerate(self._bad_before):
+            before.append(before[-1] + (indicator in bad))
 
-    def counts(self, window: float, now: float) -> Counts:
-        """Good and bad events in `(now - window, now]`, exactly."""
-        bad, total = self.bad_and_total(window, now)
-        return Counts(total - bad, bad)
-
-    def bad_and_total(self, window: float, now: float) -> tuple[int, int]:
-        """`counts` as two plain integers: the replay's hot path builds no object."""
+    def bad_and_total(self, indicator: int, window: int, now: int) -> tuple[int, int]:
+        """(bad, runs) over `(now - window, now]` (µs), exactly."""
         if now < self._now:
-            raise SLOError("a StreamWindow is read with a `now` that never goes back")
+            raise SLOError("a Stream is read with a `now` that never goes back")
         self._now = now
         times = self._times
         size = len(times)
@@ -504,4 +482,26 @@ class StreamWindow:
         while start < end and times[start] <= limit:
             start += 1
         self._starts[window] = start
-        return self._bad_before[end] - self._bad_before[start], end - start
+        before = self._bad_before[indicator]
+        return before[end] - before[start], end - start
+
+    def counts(self, window: float, now: float, indicator: int = 0) -> Counts:
+        bad, total = self.bad_and_total(indicator, micros(window), micros(now))
+        return Counts(total - bad, bad)
+
+
+def _dump(values: array[int]) -> bytes:
+    """Little-endian bytes, whatever the machine (a state file may move between them)."""
+    if sys.byteorder == "little" or values.itemsize == 1:
+        return values.tobytes()
+    swapped = array(values.typecode, values)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _load(values: array[int], data: memoryview) -> array[int]:
+    """Append little-endian `data` to `values` (empty, of the right type) and return it."""
+    values.frombytes(data)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values

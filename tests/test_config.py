@@ -156,6 +156,15 @@ def step_config(step_yaml: str, extra: str = "") -> str:
             ),
             "alerting.rules[0].when: journey 'j' captures no 'tokens'",
         ),
+        (
+            step_config(
+                "- name: s\n  url: /",
+                "alerting: {burn_rate_policies: [{severity: critical, long: 1h, short: 5m,"
+                " burn_rate: 14.4, min_events: -1}]}",
+            ),
+            "alerting.burn_rate_policies[0].min_events: min_events must not be negative"
+            " (0 turns the low-traffic guard off), got -1",
+        ),
         ("journeys: []", "journeys: needs at least 1 item"),
         (
             "service: x\nservice: y\n" + step_config("- name: s\n  url: /"),
@@ -187,6 +196,7 @@ def step_config(step_yaml: str, extra: str = "") -> str:
         "rule-bad-expression",
         "changed-with-window",
         "rule-unknown-capture",
+        "min-events-negative",
         "no-journeys",
         "yaml-duplicate-key",
     ],
@@ -301,6 +311,20 @@ def test_default_burn_rate_policies_match_design() -> None:
         ("warning", 259200, 21600, 0.10),
     ]
     assert config.alerting.burn_rate_policies == DEFAULT_BURN_RATE_POLICIES
+
+
+def test_min_events_zero_turns_the_guard_off() -> None:
+    """`min_events: 0` (the README's way to turn the low-traffic guard off) loads and reaches
+    the engine's policy as 0, not as "derive the default"."""
+    config = parse_config(
+        VALID
+        + "alerting:\n  burn_rate_policies:\n"
+        + "    - {severity: critical, long: 1h, short: 5m, burn_rate: 14.4, min_events: 0}\n"
+        + "    - {severity: warning, long: 6h, short: 30m, burn_rate: 6}\n"
+    )
+    policies = config.alerting.burn_rate_policies
+    assert [policy.min_events for policy in policies] == [0, None]
+    assert [policy.spec().min_events for policy in policies] == [0, None]
 
 
 def test_config_is_frozen() -> None:

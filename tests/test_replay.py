@@ -166,7 +166,7 @@ def replay_every_tick(config_text: str, lines: list[str]) -> list[dict[str, obje
 
     config = parse_config(config_text)
     recorded = read_events(lines, "events")
-    engine = Engine(engine_spec(config, journeys={e.journey for e in recorded}), replay=True)
+    engine = Engine(engine_spec(config, journeys={e.journey for e in recorded}), windows="exact")
     step = config.alerting.evaluation_interval
     start, end = recorded[0].timestamp, recorded[-1].timestamp
     position, records = 0, list[dict[str, object]]()
@@ -286,3 +286,45 @@ def test_replay_command(tmp_path: Path) -> None:
     result = run_prober("replay", "-c", str(config), "--events", str(recorded))
     assert result.returncode == 2
     assert f"{recorded}:1:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--windows", "daemon"],
+        ["--windows", "daemon", "--restart-every", "2h"],
+        ["--windows", "exact", "--restart-every", "45m"],
+    ],
+    ids=["daemon", "daemon-restarts", "exact-restarts"],
+)
+def test_replay_command_with_daemon_windows_and_restarts(
+    tmp_path: Path, options: list[str]
+) -> None:
+    """`--windows daemon` and `--restart-every` print the same timeline as the default."""
+    config, recorded = tmp_path / "c.yaml", tmp_path / "e.jsonl"
+    config.write_text(CONFIG)
+    recorded.write_text("\n".join(SCENARIOS["degradation-4pct"]()) + "\n")
+    result = run_prober("replay", "-c", str(config), "--events", str(recorded), *options)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == timeline(
+        "degradation-4pct"
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--restart-every", "soon"], "--restart-every: invalid duration"),
+        (["--restart-every", "0s"], "--restart-every must be a positive duration"),
+        (["--windows", "buckets"], "invalid choice: 'buckets'"),
+    ],
+    ids=["bad-duration", "zero", "bad-mode"],
+)
+def test_replay_command_usage_errors(tmp_path: Path, options: list[str], message: str) -> None:
+    config, recorded = tmp_path / "c.yaml", tmp_path / "e.jsonl"
+    config.write_text(CONFIG)
+    recorded.write_text("\n".join(SCENARIOS["fast-outage"]()) + "\n")
+    result = run_prober("replay", "-c", str(config), "--events", str(recorded), *options)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

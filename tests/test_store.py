@@ -25,7 +25,7 @@ from prober.replay import read_events
 from prober.store import MIGRATIONS, SCHEMA_VERSION, StateError, StateStore
 from slo.alerting import ActiveAlert, AlertState, alert_key
 from slo.engine import Event
-from slo.windows import EventWindow
+from slo.windows import Layout, Timeline
 from tests.conftest import REPO, run_prober
 
 _T = TypeVar("_T")
@@ -121,10 +121,13 @@ def _alert_records() -> list[dict[str, object]]:
     return [dict(record) for record in AlertState({key: alert}).to_records()]
 
 
+LAYOUT = Layout.plan([3600.0, 86400.0], [3600.0], 30.0)
+
+
 def _window_snapshot() -> bytes:
-    window = EventWindow(86400.0)
+    window = Timeline(LAYOUT)
     for offset in range(100):
-        window.add(T0 + offset * 7, offset % 5 != 0)
+        window.add(T0 + offset * 7, () if offset % 5 else (0,))
     return window.snapshot()
 
 
@@ -185,8 +188,8 @@ def test_restored_window_counts_match(db: Path) -> None:
     run(_save_windows, db)
     snapshot, _, _ = run(_load_window_each, db)
     assert snapshot is not None
-    restored = EventWindow.restore(snapshot, 86400.0)
-    original = EventWindow.restore(_window_snapshot(), 86400.0)
+    restored = Timeline.restore(snapshot, LAYOUT)
+    original = Timeline.restore(_window_snapshot(), LAYOUT)
     assert restored.counts(3600.0, T0 + 700) == original.counts(3600.0, T0 + 700)
 
 

@@ -311,6 +311,128 @@ def test_single_failure_pages_without_the_guard() -> None:
     assert (row.failures_to_trip, row.single_failure_pages, row.silenced) == (1, True, False)
 
 
+def simulate_cold_start(
+    policy: BurnRatePolicy, objective: float, interval: float
+) -> tuple[int, float, int, int] | None:
+    """The reference for the cold-start figures, by brute force: one run every `interval`
+    from t = 0 into empty windows, each evaluated with `evaluate_policy` at its newest run's
+    time over (t - window, t], the failed runs being the newest ones. Returns the run count
+    and time of the first run at which some number of failures fires the policy, the fewest
+    failures then, and the fewest once the long window is full (the last run before the
+    first one drops out); None when it never fires while the window fills. Checks on the way
+    that the fewest failures that fire it never drop as the window fills."""
+    first: tuple[int, float, int] | None = None
+    fewest = 0
+    short_start = 0  # index of the oldest run in the short window
+    runs = 0
+    while True:
+        t = runs * interval  # the newest run, number runs + 1
+        if t >= policy.long_window:
+            break  # run 0 left the long window: it was full at the previous run
+        runs += 1
+        while short_start * interval <= t - policy.short_window:
+            short_start += 1
+        in_short = runs - short_start
+
+        def fires(failed: int, runs: int = runs, in_short: int = in_short) -> bool:
+            short_bad = min(failed, in_short)
+            return evaluate_policy(
+                policy,
+                objective,
+                Counts(runs - failed, failed),
+                Counts(in_short - short_bad, short_bad),
+            ).firing
+
+        if not fires(runs):
+            continue  # not even with every run failed
+        assert fewest == 0 or not fires(fewest - 1), "fewer failures fire a fuller window"
+        fewest = max(fewest, 1)
+        while not fires(fewest):
+            fewest += 1
+        if first is None:
+            first = (runs, t, fewest)
+    if first is None:
+        return None
+    return (*first, fewest)
+
+
+COLD_STARTS = [
+    # id, objective, interval, threshold, long, short, min_events (None: derived),
+    #   (runs before it can fire, seconds from the first run, failures then, failures when full)
+    #   or None (it never fires)
+    (
+        "99.5-60s-6h-30m-issue-13",
+        0.995,
+        60.0,
+        6.0,
+        6 * HOUR,
+        30 * MINUTE,
+        None,
+        (34, 33 * 60, 2, 11),
+    ),
+    ("99.5-60s-1h-5m", 0.995, 60.0, 14.4, HOUR, 5 * MINUTE, None, (14, 13 * 60, 2, 5)),
+    ("99.9-15s-1h-5m", 0.999, 15.0, 14.4, HOUR, 5 * MINUTE, None, (70, 69 * 15, 2, 4)),
+    ("99.9-15s-6h-30m", 0.999, 15.0, 6.0, 6 * HOUR, 30 * MINUTE, None, (167, 166 * 15, 2, 9)),
+    ("99.9-15s-3d-6h", 0.999, 15.0, 1.0, 3 * DAY, 6 * HOUR, None, (1000, 999 * 15, 2, 18)),
+    ("95-60s-1h-5m-latency", 0.95, 60.0, 14.4, HOUR, 5 * MINUTE, None, (2, 60, 2, 44)),
+    ("99.9-60s-1h-5m-guard-off", 0.999, 60.0, 14.4, HOUR, 5 * MINUTE, 0, (1, 0, 1, 1)),
+    ("99.9-60s-1h-5m-min-events-1", 0.999, 60.0, 14.4, HOUR, 5 * MINUTE, 1, (1, 0, 1, 1)),
+    ("99.9-60s-6h-30m-guard-off", 0.999, 60.0, 6.0, 6 * HOUR, 30 * MINUTE, 0, (1, 0, 1, 3)),
+    ("99.9-60s-1d-2h-min-events-5", 0.999, 60.0, 3.0, DAY, 2 * HOUR, 5, (5, 4 * 60, 1, 5)),
+    (
+        "99.5-60s-6h-30m-min-events-200",
+        0.995,
+        60.0,
+        6.0,
+        6 * HOUR,
+        30 * MINUTE,
+        200,
+        (200, 199 * 60, 7, 11),
+    ),
+    (
+        "99.5-60s-1h-5m-min-events-full",
+        0.995,
+        60.0,
+        14.4,
+        HOUR,
+        5 * MINUTE,
+        60,
+        (60, 59 * 60, 5, 5),
+    ),
+    ("75-60s-exact-half-guard-off", 0.75, 60.0, 2.0, HOUR, 5 * MINUTE, 0, (1, 0, 1, 31)),
+    ("99.9-60s-1h-5m-silenced", 0.999, 60.0, 14.4, HOUR, 5 * MINUTE, None, None),  # 60 < 70
+    ("90-15s-1h-5m-beyond-all-errors", 0.9, 15.0, 14.4, HOUR, 5 * MINUTE, None, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("objective", "interval", "threshold", "long", "short", "min_events", "expected"),
+    [c[1:] for c in COLD_STARTS],
+    ids=[c[0] for c in COLD_STARTS],
+)
+def test_cold_start_figures(
+    objective: float,
+    interval: float,
+    threshold: float,
+    long: float,
+    short: float,
+    min_events: int | None,
+    expected: tuple[int, float, int, int] | None,
+) -> None:
+    """While the long window fills the guard decides: no page before it holds min_events
+    runs (at least 1), `fill_time` after the first run; then the fewest failures of all."""
+    policy = BurnRatePolicy("critical", long, short, threshold, min_events)
+    (row,) = resolution_table(objective, 30 * DAY, [policy], interval)
+    assert simulate_cold_start(policy, objective, interval) == expected
+    figures = (row.guard_runs, row.fill_time, row.failures_to_trip_at_min_events)
+    if expected is None:
+        assert (figures[2], row.failures_to_trip) == (None, None)
+        assert (row.fill_time is None) == row.silenced
+    else:
+        assert (*figures, row.failures_to_trip) == expected
+        assert row.single_failure_pages == (expected[2] == 1)
+
+
 def test_threshold_beyond_all_errors_can_never_trip() -> None:
     """A threshold asking for more than 100% errors trips on no number of failures."""
     policy = BurnRatePolicy("critical", HOUR, 5 * MINUTE, 14.4)

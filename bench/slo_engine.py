@@ -1,0 +1,282 @@
+"""The SLO engine's figures (issue #13), each beside the same workload on a baseline revision
+(default: the last commit before the per-journey timelines) in the same run.
+
+1. replay, 100 SLOs on one journey × 30 days at one run per 10 s (259,200 events; 50
+   availability SLOs and 50 latency SLOs over 5 thresholds, objectives 99%..99.95%, 0.1% of
+   runs failing, a 2-hour outage on day 12): wall time of read + replay and peak RSS, with
+   `--windows exact` and `--windows daemon`. Goal: <= 15 s, <= 150 MiB.
+2. replay, 1 SLO × 30 days at one run a minute (43,200 events, 0.4% failing), read + replay.
+   Goal: <= 0.5 s.
+3. one evaluation (`Engine.evaluate` with every figure: the daemon's tick) of 1,000 SLOs on
+   1,000 journeys × 4 policies, after a day of one-minute runs. Goal: <= 10 ms.
+4. the daemon's RSS: `prober run`, 1,000 journeys × 1/s against nginx, each with a 30-day SLO
+   restored from a state file holding 30 days at one run per 15 s; RSS after 20 s. Goal:
+   <= 150 MiB. (bench/anchors.py adds the percentile sketches' full-hour size to it.)
+
+Each figure runs in a fresh process (`--worker`), so one figure's memory is not another's.
+
+    python bench/slo_engine.py [--baseline REV] [--runs 3] [--skip-daemon]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BASELINE = "8b335a4"
+START = 1_790_000_040.0
+DAY = 86400.0
+
+
+def many_slos_config() -> str:
+    lines = [
+        "service: bench",
+        "journeys: [{name: chat, interval: 10s, steps: [{name: s, url: /}]}]",
+        "slos:",
+    ]
+    for i in range(100):
+        objective = ["99%", "99.5%", "99.9%", "99.95%"][i % 4]
+        if i < 50:
+            lines.append(f"  - {{name: a{i}, journey: chat, objective: {objective}, window: 30d}}")
+        else:
+            below = [0.5, 1, 2, 3, 5][i % 5]
+            lines.append(
+                f"  - {{name: l{i}, journey: chat, objective: {objective}, window: 30d,"
+                f" indicator: {{latency_below: {below}s}}}}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def event_lines(days: int, interval: float, outage: bool, failing: float) -> list[str]:
+    rng = random.Random(7)
+    lines = []
+    for i in range(int(days * DAY / interval) // int(os.environ.get("BENCH_DIV", "1"))):
+        at = START + i * interval
+        down = outage and 12 * DAY <= at - START < 12 * DAY + 7200
+        success = not down and rng.random() > failing
+        lines.append(
+            json.dumps(
+                {
+                    "timestamp": at,
+                    "journey": "chat",
+                    "success": success,
+                    "duration_seconds": round(rng.lognormvariate(-2.5, 0.5), 4),
+                }
+            )
+        )
+    return lines
+
+
+def replay_worker(kind: str, windows: str) -> dict[str, float]:
+    from prober.config import parse_config
+    from prober.replay import read_events, replay, transition_records
+
+    if kind == "many":
+        config, lines = (
+            parse_config(many_slos_config()),
+            event_lines(30, 10.0, outage=True, failing=0.001),
+        )
+    else:
+        config = parse_config(
+            "service: bench\n"
+            "journeys: [{name: chat, interval: 1m, steps: [{name: s, url: /}]}]\n"
+            "slos: [{name: chat-availability, journey: chat, objective: 99.5%, window: 30d}]\n"
+        )
+        lines = event_lines(30, 60.0, outage=False, failing=0.004)
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as file:
+        file.write("\n".join(lines) + "\n")
+    del lines  # the command reads the file line by line, as here
+    began = time.perf_counter()
+    with open(file.name, encoding="utf-8") as source:
+        events = read_events(source, "bench")
+    os.unlink(file.name)
+    options = {} if windows == "exact" else {"windows": windows}
+    count = sum(1 for tick in replay(config, events, **options) for _ in transition_records(tick))
+    seconds = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_mib": peak, "transitions": count}
+
+
+def evaluate_worker() -> dict[str, float]:
+    from prober.config import parse_config
+    from prober.slos import engine_spec
+    from slo.engine import Engine, Event
+
+    text = ["service: bench", "journeys:"]
+    text += [f"  - {{name: j{i}, interval: 1m, steps: [{{name: s, url: /}}]}}" for i in range(1000)]
+    text += ["slos:"]
+    text += [
+        f"  - {{name: s{i}, journey: j{i}, objective: 99.9%, window: 30d}}" for i in range(1000)
+    ]
+    engine = Engine(engine_spec(parse_config("\n".join(text) + "\n")))
+    rng = random.Random(3)
+    now = START
+    for minute in range(1440):
+        now = START + minute * 60.0
+        for i in range(1000):
+            engine.record(Event(now - 1.0, f"j{i}", rng.random() > 0.002))
+        if minute % 60 == 0:
+            engine.evaluate(now)
+    times = []
+    for tick in range(15):
+        began = time.perf_counter()
+        engine.evaluate(now + 30.0 * (tick + 1))
+        times.append(time.perf_counter() - began)
+    return {"ms": statistics.median(times) * 1000}
+
+
+def state_file_worker(path: str, journeys: int = 1000) -> dict[str, float]:
+    """A state file with 30 days at one run per 15 s for each of 1,000 journeys' SLOs, in
+    whichever format this revision's daemon restores."""
+    import asyncio
+
+    import slo.windows as windows
+    from prober.config import parse_config
+    from prober.slos import engine_spec
+    from prober.store import StateStore
+    from slo.engine import Engine, Event
+
+    rng = random.Random(1)
+    now = time.time()
+    begin = now - 30 * DAY
+    config = parse_config(
+        "journeys: [{name: j0000, steps: [{name: s, url: /}]}]\n"
+        "slos: [{name: s0000, journey: j0000, objective: 99.9%, window: 30d}]\n"
+    )
+    if hasattr(windows, "Timeline"):
+        engine = Engine(engine_spec(config))
+        for run in range(int(30 * DAY / 15)):
+            engine.record(Event(begin + run * 15, "j0000", rng.random() >= 0.002))
+        snapshot = engine.checkpoint().timelines["j0000"]
+        names = [f"j{i:04d}" for i in range(journeys)]
+    else:
+        window = windows.EventWindow(30 * DAY)  # type: ignore[attr-defined]
+        for run in range(int(30 * DAY / 15)):
+            window.add(begin + run * 15, rng.random() >= 0.002)
+        snapshot = window.snapshot()
+        names = [f"s{i:04d}" for i in range(journeys)]
+
+    async def write() -> None:
+        store = StateStore.open(path)
+        await store.save_windows(dict.fromkeys(names, snapshot), now)
+        await store.close()
+
+    asyncio.run(write())
+    return {}
+
+
+def worker(source: Path, *arguments: str) -> dict[str, float]:
+    environment = {**os.environ, "PYTHONPATH": str(source)}
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=source,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def daemon_rss(source: Path) -> float:
+    sys.path.insert(0, str(REPO / "bench"))
+    from _servers import nginx, rss_mib
+    from anchors import journeys_config, prober_daemon, scrape_runs
+
+    with tempfile.TemporaryDirectory() as folder, nginx() as target:
+        state = str(Path(folder) / "history.db")
+        worker(source, "state", state)
+        os.environ["PYTHONPATH"] = str(source)
+        try:
+            with prober_daemon(journeys_config(target, 1000, slos=True), state) as (url, pid):
+                time.sleep(20)
+                scrape_runs(url)
+                return rss_mib(pid)
+        finally:
+            os.environ.pop("PYTHONPATH")
+
+
+def checkout(revision: str, folder: Path) -> Path:
+    archive = subprocess.run(
+        ["git", "archive", revision, "prober", "slo", "bench"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--baseline", default=BASELINE)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-daemon", action="store_true")
+    parser.add_argument("--worker", nargs="+")
+    args = parser.parse_args()
+    if args.worker:
+        kind, *rest = args.worker
+        result = (
+            replay_worker(rest[0], rest[1])
+            if kind == "replay"
+            else evaluate_worker()
+            if kind == "evaluate"
+            else state_file_worker(rest[0])
+        )
+        print(json.dumps(result))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        old = checkout(args.baseline, Path(folder))
+        sides = {"now": REPO, f"baseline {args.baseline}": old}
+
+        def median(source: Path, *arguments: str, key: str) -> float:
+            return statistics.median(worker(source, *arguments)[key] for _ in range(args.runs))
+
+        rows = [
+            ("replay 100 SLOs x 30 d at 1/10 s, exact: s", ("replay", "many", "exact"), "seconds"),
+            ("  peak RSS, MiB", ("replay", "many", "exact"), "peak_mib"),
+            (
+                "replay 100 SLOs x 30 d at 1/10 s, daemon: s",
+                ("replay", "many", "daemon"),
+                "seconds",
+            ),
+            ("  peak RSS, MiB", ("replay", "many", "daemon"), "peak_mib"),
+            (
+                "replay 1 SLO x 30 d at 1/min (read + replay): s",
+                ("replay", "one", "exact"),
+                "seconds",
+            ),
+            ("one evaluation, 1,000 SLOs x 4 policies: ms", ("evaluate",), "ms"),
+        ]
+        print(f"median of {args.runs} fresh processes per figure; baseline = {args.baseline}")
+        for label, arguments, key in rows:
+            figures = []
+            for name, source in sides.items():
+                if "daemon" in arguments and name != "now":
+                    figures.append(f"{name}: (no daemon mode)")
+                    continue
+                figures.append(f"{name}: {median(source, *arguments, key=key):.2f}")
+            print(f"{label:52} " + "   ".join(figures), flush=True)
+        if not args.skip_daemon:
+            figures = [f"{name}: {daemon_rss(source):.1f}" for name, source in sides.items()]
+            print(
+                f"{'daemon RSS, 1,000 journeys x 1/s, 30 d restored: MiB':52} "
+                + "   ".join(figures)
+            )
+
+
+if __name__ == "__main__":
+    main()
