@@ -17,7 +17,8 @@ per SLO (one rule group, so that every rule sees the others' results of the same
   (`slo:sli_bad_events:increase5m`, `slo:sli_events:increase5m`; an empty slice is 0 and 0)
   and a long window is `sum_over_time(bad) / sum_over_time(events)`: every event counts the
   same, and an empty slice adds nothing to either sum. The ratio is exact up to the window's
-  edges (the last and the first 5 minutes are weighed in by a ramp).
+  edges (the last and the first 5 minutes are weighed in by a ramp). A ratio does not care
+  how many slices each event is in, nor whether the range holds one slice more or less.
 - Sloth's meta recordings: `slo:objective:ratio`, `slo:error_budget:ratio`,
   `slo:time_period:days`, `slo:current_burn_rate:ratio`, `slo:period_burn_rate:ratio`,
   `slo:period_error_budget_remaining:ratio` and `sloth_slo_info`, labelled `sloth_id`,
@@ -25,8 +26,72 @@ per SLO (one rule group, so that every rule sees the others' results of the same
   dashboards work unchanged.
 - One burn-rate alert per policy, with the daemon's thresholds (`threshold × (1 - objective)`
   on both windows, written so Prometheus computes the same float), its low-traffic guard
-  (`min_events` in the long window), its labels (`severity`, `slo`, `service`, `journey`,
-  `long_window`, `short_window`, `burnrate_tier`) and annotations, and no `for`.
+  (`min_events` in the long window, below), its labels (`severity`, `slo`, `service`,
+  `journey`, `long_window`, `short_window`, `burnrate_tier`) and annotations, and no `for`.
+
+The low-traffic guard. The daemon lets a policy fire only while its long window holds at
+least `min_events` runs. Here that count is `sum(increase(prober_slo_events_total{slo}[W]))`
+for every long window `W`, and where the window's ratio is made of the 5m slices, a check
+that the slices cover the window (below). It used to be counted from the slices,
+`sum_over_time(events5m[W]) / count_over_time(events5m[5m])`: their sum over the window
+divided by the samples of a 5m range, the slices each run is in. That divisor depends on the
+range semantics. Prometheus 2.x ranges are closed, `[t-5m, t]`: a rule evaluated every `i`
+has `5m/i + 1` samples in one, while a run is in `5m/i` slices, so the count came out
+`(5m/i) / (5m/i + 1)` of the runs: a 99.9% SLO probed every 2 minutes has 180 runs in 6h,
+counted as 164 at `i` = 30s and 150 at 1m, under the 6h/30m page's 167, so that page never
+fired where the daemon's did. Prometheus 3.x ranges are left-open, `(t-5m, t]`, with `5m/i`
+samples, and the same rule counted right but for the slices' ramp (the runs of the last 5
+minutes weigh less: from a cold start, the count reached 167 some 4 minutes after the 167th
+run). A count of samples is also off when `i` does not divide 5 minutes, or an evaluation
+is skipped.
+
+`increase()` counts no samples. Over `[W]` it is the counter's rise from the first to the
+last sample in the range (resets corrected), extended to each end of the range at the
+average rate when that sample lies within 1.1 average sample intervals of it (else by half
+an interval), and never back past the counter's zero. Against the daemon's count of the runs
+in `(t-W, t]` (a run counts at the first scrape that sees it):
+
+- Scrapes and evaluations at independent offsets (the usual case): no scrape lies on `t-W`,
+  2.x and 3.x compute the same, and both ends are extrapolated: the runs of the stretch
+  before the first and after the last scrape of the window are estimated at the window's
+  average rate, so the guard is off by less than the runs of one scrape interval at each end
+  (none at a steady cadence).
+- A scrape on `t-W` (an evaluation on a scrape, `W` a multiple of the scrape interval, as in
+  promtool): 2.x takes it as the start and counts the runs of `(t-W, t]` exactly; 3.x leaves
+  it out and extrapolates the window's first scrape interval instead (180 runs in 6h at one
+  per 2 minutes, scraped every minute: 179.5 or 180.5).
+- A new prober's counters start at 0 (it exports them for every SLO when it starts) and are
+  not extrapolated past 0: the guard is the runs since the first scrape, the daemon's cold
+  start. A restart resets the counters, which `increase()` corrects (the runs between the
+  last scrape and the restart are lost, as for any rate).
+
+tests/test_rules_promtool.py feeds the same runs to the daemon's engine and to Prometheus
+2.42's promtool, at evaluation intervals of 30s and 1m, with the ranges as written and 1 ms
+shorter (on samples at whole seconds, 3.x's left-open range): the burn-rate alerts agree at
+every evaluation but within one evaluation interval and one scrape interval of a change.
+
+The check that the slices cover the window: the guard counts the counters, a long window's
+ratio only what the 5m slices recorded. Where the slices miss a stretch that the counters
+have (the rules loaded onto a prober with history, an SLO whose `sloth_id` changed,
+evaluations that stopped while the scrapes went on), the ratio is over fewer runs than the
+guard counts, and one failed run can page: 1 of the 20 runs since the rules came is 5%, where
+the daemon's 6h holds 1 of 180 (0.56%, under 0.6%). So an alert whose long window is made of
+slices also needs `absent_over_time((counters offset 10m unless on () present_over_time(
+events5m[10m]))[W:S])`: no step of the window (`S` = W/24, at least 5m: 15m for 6h, 1h for
+1d, 3h for 3d) at which the counters had a sample 10 minutes before and the slices none in
+those 10 minutes. Once the rules are loaded onto a prober with history, such a policy waits
+about one long window (6h for the 6h/30m page, 3 days for the 3d/6h ticket; the slice count
+waited for `min_events` recorded runs). A stretch shorter than `S` + 10m can go unnoticed
+(the ratio then holds that many runs fewer than the guard counts); a hole of 10 minutes at
+a step holds the policy back until it leaves the window. An outage of Prometheus itself (no
+scrapes, no evaluations) is no hole: the guard then counts the runs the counters rose by
+across it, which no slice holds.
+
+The cost: the guard reads the raw counters over the long windows, which the slices spare the
+ratios, and the check loads them again for its steps. `bench/rule_eval_cost.py`'s setup
+(100 SLOs, 2 replicas, a day of 15 s history, every 20 s), on one 2-core machine: 1.1 s of
+rule-group time and 1.4 CPU-s per round, against 0.6 s and 0.9 CPU-s with the slice count
+(the check is 0.15 s of it) and 1.6 s and 2.0 CPU-s reading the raw counters for every window.
 
 Besides the SLOs: the threshold rules (`alerting.rules`) that the exported metrics can express
 (`error_ratio`, a journey's `p50..p99` from the duration histogram); the others are listed in
@@ -69,6 +134,8 @@ RuleFormat = Literal["prometheus", "prometheusrule"]
 BASE_WINDOW: Final = 300.0
 #: Windows up to this long read the counters directly; longer ones sum the 5m slices.
 DIRECT_MAX_WINDOW: Final = 3600.0
+#: How many steps the check that the 5m slices cover a long window takes over it.
+SLICES_CHECK_STEPS: Final = 24
 #: The shortest range `ProberAbsent` looks back over: two scrapes at a 1-minute interval.
 MIN_ABSENT_RANGE: Final = 120.0
 #: How far back a target counts as a prober of this config (it ran one of its journeys).
@@ -200,17 +267,25 @@ def _error_ratio_expr(slo: SloSpec, window: float, selector: str, optimize: bool
     return f"sum(rate({bad}[{span}]))\n/\n(sum(rate({_events(slo, {})}[{span}])) > 0)"
 
 
-def _events_in(slo: SloSpec, window: float, selector: str, optimize: bool) -> str:
-    """The number of events in `window`, for the low-traffic guard. From the 5m slices: their
-    sum over the window, divided by the number of slices recorded per 5 minutes (each event
-    is in that many slices), which also holds while the recordings are younger than 5m."""
-    if optimize and window > DIRECT_MAX_WINDOW:
-        base = _duration(BASE_WINDOW)
-        return (
-            f"sum_over_time({ALL_EVENTS}{selector}[{_duration(window)}])\n"
-            f"  / count_over_time({ALL_EVENTS}{selector}[{base}])"
-        )
+def _events_in(slo: SloSpec, window: float) -> str:
+    """The number of events in `window`, for the low-traffic guard: from the counters, the
+    same under Prometheus 2.x's closed and 3.x's left-open ranges (see the module docstring)."""
     return f"sum(increase({_events(slo, {})}[{_duration(window)}]))"
+
+
+def _slices_cover(slo: SloSpec, window: float, selector: str) -> str:
+    """A sample when the 5m slices cover the window where the counters do: no step of the
+    window (every `window / SLICES_CHECK_STEPS`, at least 5m) at which the counters had a
+    sample 10 minutes before and the slices none in those 10 minutes."""
+    hole = _duration(2 * BASE_WINDOW)
+    step = _duration(max(BASE_WINDOW, window / SLICES_CHECK_STEPS))
+    return (
+        "absent_over_time(\n  (\n"
+        f"    {_events(slo, {})} offset {hole}\n"
+        "    unless on ()\n"
+        f"    present_over_time({ALL_EVENTS}{selector}[{hole}])\n"
+        f"  )[{_duration(window)}:{step}]\n)"
+    )
 
 
 def _meta_rules(slo: SloSpec, ids: Mapping[str, str], selector: str) -> list[dict[str, Any]]:
@@ -267,7 +342,9 @@ def _burn_rate_alert(
     )
     min_events = min_events_for(policy, slo.objective)
     if min_events > 0:
-        events = _events_in(slo, policy.long_window, selector, optimize)
+        if optimize and policy.long_window > DIRECT_MAX_WINDOW:
+            expr += f"\nand on ()\n{_slices_cover(slo, policy.long_window, selector)}"
+        events = _events_in(slo, policy.long_window)
         expr += f"\nand on ()\n(\n  {events}\n) >= {min_events}"
     rule_labels = {k: v for k, v in labels.items() if k != "alertname"}
     rule_labels["sloth_severity"] = tier

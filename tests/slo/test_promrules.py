@@ -29,6 +29,7 @@ CONFIGS = {
     "demo": REPO / "config" / "demo.yaml",
     "mirror-collective": REPO / "config" / "mirror-collective.yaml",
     "promtool": REPO / "tests" / "promtool" / "prober.yaml",
+    "promtool-low-traffic": REPO / "tests" / "promtool" / "low-traffic.yaml",
 }
 
 
@@ -49,6 +50,11 @@ def all_rules(rule_set: RuleSet) -> list[dict[str, Any]]:
     [
         ("rules/demo.yml", "demo", lambda spec: render_rules(generate_rules(spec))),
         ("rules/promtool.yml", "promtool", lambda spec: render_rules(generate_rules(spec))),
+        (
+            "rules/promtool-low-traffic.yml",
+            "promtool-low-traffic",
+            lambda spec: render_rules(generate_rules(spec)),
+        ),
         (
             "rules/mirror-collective.yml",
             "mirror-collective",
@@ -201,6 +207,39 @@ def test_long_windows_come_from_the_5m_slices(optimize: bool, window: str, reads
     assert "> 0)" in record["expr"]
     slices = [rule for rule in rules if rule.get("record", "").endswith(":increase5m")]
     assert len(slices) == (2 if optimize else 0)
+
+
+@pytest.mark.parametrize(
+    ("optimize", "long_window", "slices_check"),
+    [
+        (True, "1h", None),  # the 1h ratio reads the counters too
+        (True, "6h", "[6h:15m]"),  # 24 steps over the window
+        (True, "1d", "[1d:1h]"),
+        (True, "3d", "[3d:3h]"),
+        (False, "1h", None),
+        (False, "6h", None),
+        (False, "3d", None),
+    ],
+)
+def test_the_guard_counts_the_runs_from_the_counters(
+    optimize: bool, long_window: str, slices_check: str | None
+) -> None:
+    """The low-traffic guard is the long window's runs by `increase()` of the counters, which
+    Prometheus 2.x's closed and 3.x's left-open ranges agree on, never a count of samples;
+    where the long window's ratio comes from the 5m slices, it also waits for the slices to
+    cover the window wherever the counters do."""
+    rules = all_rules(generate_rules(spec_of(CONFIGS["promtool"]), optimize_long_windows=optimize))
+    (alert,) = [rule for rule in rules if rule.get("labels", {}).get("long_window") == long_window]
+    runs = f'sum(increase(prober_slo_events_total{{slo="chat-availability"}}[{long_window}]))'
+    guard = GUARD.search(alert["expr"])
+    assert guard is not None
+    assert alert["expr"].endswith(f"(\n  {runs}\n) >= {guard['events']}")
+    assert "count_over_time" not in alert["expr"]
+    assert "sum_over_time(slo:sli_events" not in alert["expr"]
+    assert ("absent_over_time(" in alert["expr"]) == (slices_check is not None)
+    if slices_check is not None:
+        assert f"){slices_check}\n)" in alert["expr"]
+        assert "present_over_time(slo:sli_events:increase5m{" in alert["expr"]
 
 
 @pytest.mark.parametrize(
