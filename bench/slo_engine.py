@@ -7,8 +7,11 @@
    `--windows exact` and `--windows daemon`. Goal: <= 15 s, <= 150 MiB.
 2. replay, 1 SLO × 30 days at one run a minute (43,200 events, 0.4% failing), read + replay.
    Goal: <= 0.5 s.
-3. one evaluation (`Engine.evaluate` with every figure: the daemon's tick) of 1,000 SLOs on
-   1,000 journeys × 4 policies, after a day of one-minute runs. Goal: <= 10 ms.
+3. one evaluation of 1,000 SLOs × 4 policies, two ways: the windows and verdicts alone (the
+   workload of the issue's 33 ms: per SLO the counts of the default policies' windows and the
+   30-day one, 4 policy verdicts, budget and burn rate, 30 days at one run per 15 s restored),
+   and `Engine.evaluate` with every figure (the daemon's whole tick: statuses, signals, the
+   alert step; after a day of one-minute runs). Goal: <= 10 ms.
 4. the daemon's RSS: `prober run`, 1,000 journeys × 1/s against nginx, each with a 30-day SLO
    restored from a state file holding 30 days at one run per 15 s; RSS after 20 s. Goal:
    <= 150 MiB. (bench/anchors.py adds the percentile sketches' full-hour size to it.)
@@ -130,11 +133,74 @@ def evaluate_worker() -> dict[str, float]:
         if minute % 60 == 0:
             engine.evaluate(now)
     times = []
-    for tick in range(15):
+    for tick in range(1, 16):
+        if tick % 2 == 0:  # the runs keep coming, one a minute
+            for i in range(1000):
+                engine.record(Event(now + 30.0 * tick - 1.0, f"j{i}", rng.random() > 0.002))
         began = time.perf_counter()
-        engine.evaluate(now + 30.0 * (tick + 1))
+        engine.evaluate(now + 30.0 * tick)
         times.append(time.perf_counter() - began)
     return {"ms": statistics.median(times) * 1000}
+
+
+def store_worker() -> dict[str, float]:
+    """The workload behind the issue's 33 ms (the old bench/slo_store.py tick): 1,000 SLOs,
+    each with 30 days at one run per 15 s; per SLO, the 8 counts of the default policies'
+    windows and the 30-day one, 4 policy verdicts, budget remaining and burn rate."""
+    import slo.windows as windows
+    from slo.budget import Counts, budget_remaining, burn_rate
+    from slo.policies import DAY as DAY_
+    from slo.policies import evaluate_policy, resolve_policies
+
+    policies = resolve_policies(30 * DAY_)
+    spans = sorted({30 * DAY_, *(w for p in policies for w in (p.long_window, p.short_window))})
+    rng = random.Random(5)
+    now = START + 30 * DAY
+    times = []
+    if hasattr(windows, "Timeline"):
+        from slo.policies import judge_policy, min_events_for
+
+        layout = windows.Layout.plan(spans, spans[:-1], 30.0)
+        one = windows.Timeline(layout)
+        for run in range(int(30 * DAY / 15)):
+            one.add(START + run * 15, () if rng.random() >= 0.002 else (0,))
+        data = one.snapshot()
+        stores = [windows.Timeline.restore(data, layout) for _ in range(1000)]
+        micro = [windows.micros(span) for span in spans]
+        index = {span: i for i, span in enumerate(spans)}
+        guards = [min_events_for(policy, 0.999) for policy in policies]
+        for tick in range(16):
+            moment = windows.micros(now + 30 * tick)
+            began = time.perf_counter()
+            for store in stores:
+                found = store.bad_and_totals(0, micro, moment)
+                for policy, guard in zip(policies, guards, strict=True):
+                    long_bad, long_total = found[index[policy.long_window]]
+                    short_bad, short_total = found[index[policy.short_window]]
+                    judge_policy(policy, 0.001, guard, long_bad, long_total, short_bad, short_total)
+                bad, total = found[-1]
+                counts = Counts(total - bad, bad)
+                budget_remaining(0.999, counts)
+                burn_rate(0.999, counts)
+            times.append(time.perf_counter() - began)
+    else:
+        old = windows.EventWindow(30 * DAY)  # type: ignore[attr-defined]
+        for run in range(int(30 * DAY / 15)):
+            old.add(START + run * 15, rng.random() >= 0.002)
+        data = old.snapshot()
+        olds = [windows.EventWindow.restore(data, 30 * DAY) for _ in range(1000)]  # type: ignore[attr-defined]
+        for tick in range(16):
+            began = time.perf_counter()
+            for window in olds:
+                found = {span: window.counts(span, now + 30 * tick) for span in spans}
+                for policy in policies:
+                    evaluate_policy(
+                        policy, 0.999, found[policy.long_window], found[policy.short_window]
+                    )
+                budget_remaining(0.999, found[30 * DAY])
+                burn_rate(0.999, found[30 * DAY])
+            times.append(time.perf_counter() - began)
+    return {"ms": statistics.median(times[1:]) * 1000}
 
 
 def state_file_worker(path: str, journeys: int = 1000) -> dict[str, float]:
@@ -234,6 +300,8 @@ def main() -> None:
             if kind == "replay"
             else evaluate_worker()
             if kind == "evaluate"
+            else store_worker()
+            if kind == "store"
             else state_file_worker(rest[0])
         )
         print(json.dumps(result))
@@ -259,7 +327,8 @@ def main() -> None:
                 ("replay", "one", "exact"),
                 "seconds",
             ),
-            ("one evaluation, 1,000 SLOs x 4 policies: ms", ("evaluate",), "ms"),
+            ("window counts + verdicts, 1,000 SLOs x 4 policies: ms", ("store",), "ms"),
+            ("Engine.evaluate with every figure, 1,000 SLOs: ms", ("evaluate",), "ms"),
         ]
         print(f"median of {args.runs} fresh processes per figure; baseline = {args.baseline}")
         for label, arguments, key in rows:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -166,6 +167,7 @@ def replay(
     engine = fresh()
     restart_us = micros(restart_every) if restart_every else 0
     next_restart = start_us + restart_us if restart_us else _NEVER
+    stamps = array("q", [micros(event.timestamp) for event in events])
     position = 0
     quiet_until = -math.inf
     ticks = (micros(events[-1].timestamp) - start_us) // step_us
@@ -178,10 +180,14 @@ def replay(
             next_restart += restart_us * ((now_us - next_restart) // restart_us + 1)
             quiet_until = -math.inf
         disturbed = False
-        while position < len(events) and micros(events[position].timestamp) <= now_us:
+        while position < len(events) and stamps[position] <= now_us:
             engine.record(events[position])
             disturbed = disturbed or engine.last_run_bad
             position += 1
+        if not disturbed and now >= quiet_until > -math.inf:
+            # The promise ran out, but the good runs since may have renewed it (a journey
+            # that reported is not silent): ask again, with the same last evaluation.
+            quiet_until = engine.quiet_until()
         if not disturbed and now < quiet_until:
             # Provably nothing to evaluate (see Engine.quiet_until) until the next event
             # arrives, the quiet time ends or a restart is due: jump there rather than step
@@ -189,7 +195,7 @@ def replay(
             # them). One tick short of the estimate, in case rounding put it one too far.
             wake = min(micros(quiet_until) if quiet_until < math.inf else _NEVER, next_restart)
             if position < len(events):
-                wake = min(wake, micros(events[position].timestamp))
+                wake = min(wake, stamps[position])
             index = max(index + 1, min(-(-(wake - start_us) // step_us), ticks + 1) - 1)
             continue
         yield engine.evaluate(now, figures=False)

@@ -270,6 +270,8 @@ def _advance(
             return after, (_resolved(key, alert, None, now), *made)
         if active is None:
             return None, (_resolved(key, alert, signal, now),)
+        if active.values is alert.values:  # the very signal it fired on: nothing to update
+            return alert, ()
         return replace(alert, values=active.values), ()
     if active is None:
         return None, ()  # pending that stops: back to inactive, nothing to announce

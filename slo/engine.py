@@ -34,10 +34,16 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
 from slo.alerting import AlertKey, AlertState, Signal, Transition, alert_key, step
-from slo.budget import Counts, SLOError, budget_remaining, burn_rate, time_to_exhaustion
-from slo.policies import BurnRatePolicy, PolicyEvaluation, evaluate_policy
+from slo.budget import Counts, SLOError, time_to_exhaustion
+from slo.policies import (
+    BurnRatePolicy,
+    PolicyEvaluation,
+    evaluate_policy,
+    judge_policy,
+    min_events_for,
+)
 from slo.rules import RuleExpression, RunSample, WindowData, is_changed, summarize
-from slo.windows import Layout, Stream, Timeline, micros
+from slo.windows import MICROS, Layout, Stream, Timeline, micros
 
 __all__ = [
     "DEFAULT_ALERT_NAME",
@@ -200,16 +206,15 @@ class EngineSpec:
         return tuple(found)
 
 
-@dataclass(frozen=True)
-class PolicyStatus:
+class PolicyStatus(NamedTuple):
     policy: BurnRatePolicy
     evaluation: PolicyEvaluation
     labels: AlertKey
 
 
-@dataclass(frozen=True)
-class SloStatus:
-    """One SLO at one tick. Ratios are None where a window holds no events."""
+class SloStatus(NamedTuple):
+    """One SLO at one tick. Ratios are None where a window holds no events. A named tuple:
+    the daemon makes one per SLO at every tick."""
 
     spec: SloSpec
     error_ratios: Mapping[float, float | None]
@@ -273,6 +278,7 @@ class _Plan:
     """One burn-rate policy of one SLO, ready for the lean evaluation."""
 
     limit: float  # the error ratio both windows must exceed
+    min_events: int  # the low-traffic guard
     slo: SloSpec
     policy: BurnRatePolicy
     labels: AlertKey
@@ -289,6 +295,22 @@ class _PolicyGroup:
     long: int  # µs
     plans: tuple[_Plan, ...]
     limits: tuple[float, ...]
+    #: (span, quiet) pairs, µs: if the runs of the last `span` alone keep the short window's
+    #: bad count under every limit, none of these policies can start firing for `quiet`.
+    probes: tuple[tuple[int, int], ...]
+    long_probes: tuple[tuple[int, int], ...]
+
+
+def _probes(store: Timeline | Stream, short: int) -> tuple[tuple[int, int], ...]:
+    """Spans of 1/2, 3/4 and 7/8 of the short window (whole slots on a timeline, where only
+    those are exact), each with the time it stays inside the short window."""
+    width = store.layout.fine_width if isinstance(store, Timeline) else 1
+    found = []
+    for fraction in (2, 4, 8):
+        span = (short - short // fraction) // width * width
+        if 0 < span < short:
+            found.append((span, short - span))
+    return tuple(found)
 
 
 class Engine:
@@ -340,6 +362,11 @@ class Engine:
         self._last_report: dict[str, float] = {}
         self._started: float | None = None
         self._clean = False  # after a lean evaluation: no bad event in any policy's short window
+        self._tainted: list[tuple[_PolicyGroup, int]] = []  # the groups with one, and how many
+        self._moment = 0  # the last evaluation, µs
+        self._lean_at: int | None = None  # the last lean one (`quiet_until` speaks of it)
+        self._windows_quiet: float | None = None  # `_quiet_windows` of the last lean one
+        self._fired_on: dict[AlertKey, Signal] = {}  # the signal each policy last fired on
         self._policy_labels = {
             slo.name: tuple(self._policy_key(slo, policy) for policy in slo.policies)
             for slo in spec.slos
@@ -382,6 +409,25 @@ class Engine:
         self._spans = {
             slo.name: tuple((span, micros(span)) for span in slo.windows) for slo in self.spec.slos
         }
+        self._spans_us = {name: tuple(us for _, us in spans) for name, spans in self._spans.items()}
+        self._judged = {
+            slo.name: tuple(
+                (
+                    policy,
+                    labels,
+                    min_events_for(policy, slo.objective),
+                    slo.windows.index(policy.long_window),
+                    slo.windows.index(policy.short_window),
+                )
+                for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True)
+            )
+            for slo in self.spec.slos
+        }
+        self._slo_window_index = {slo.name: slo.windows.index(slo.window) for slo in self.spec.slos}
+        self._current_window = {
+            slo.name: min(slo.windows, key=lambda span: abs(span - CURRENT_BURN_WINDOW))
+            for slo in self.spec.slos
+        }
         grouped: dict[tuple[str, int, int, int], list[_Plan]] = {}
         for slo in self.spec.slos:
             indicator = self.indicators[slo.journey].index(slo.latency_below)
@@ -392,7 +438,13 @@ class Engine:
                 short, long = micros(policy.short_window), micros(policy.long_window)
                 key = (slo.journey, indicator, short, long)
                 grouped.setdefault(key, []).append(
-                    _Plan(policy.threshold * allowance, slo, policy, labels)
+                    _Plan(
+                        policy.threshold * allowance,
+                        min_events_for(policy, slo.objective),
+                        slo,
+                        policy,
+                        labels,
+                    )
                 )
         self._groups = tuple(
             _PolicyGroup(
@@ -402,6 +454,8 @@ class Engine:
                 long,
                 tuple(sorted(plans, key=lambda plan: plan.limit)),
                 tuple(sorted(plan.limit for plan in plans)),
+                _probes(self.timelines[journey], short),
+                _probes(self.timelines[journey], long),
             )
             for (journey, indicator, short, long), plans in grouped.items()
         )
@@ -676,7 +730,7 @@ class Engine:
         """
         if self._started is None:
             self._started = now
-        moment = micros(now)
+        moment = self._moment = micros(now)
         if self.mode == "daemon":
             self.prune(now)
         signals: dict[AlertKey, Signal] = {}
@@ -685,10 +739,15 @@ class Engine:
         else:
             statuses = ()
             self._clean = self._signal_policies(moment, signals)
+            self._lean_at = moment
+            self._windows_quiet = None
         self._evaluate_rules(now, signals)
         self._evaluate_no_data(now, signals)
-        if self.alerts.alerts or any(signal.active for signal in signals.values()):
-            self.alerts, transitions = step(self.alerts, signals, now)
+        held = self.alerts.alerts
+        moving = {key: sig for key, sig in signals.items() if sig.active or key in held}
+        if moving:
+            # An absent signal is an inactive one: `step` needs only these.
+            self.alerts, transitions = step(self.alerts, moving, now)
         else:
             transitions = ()  # nothing pending or firing, nothing starting: no transition
         return Tick(now, statuses, transitions, self.alerts, signals)
@@ -697,11 +756,13 @@ class Engine:
         """Signals of the policies that are active or were pending or firing; True when no
         short window holds a bad event."""
         clean = True
+        self._tainted = []
         for group in self._groups:
             bad, total = group.store.bad_and_total(group.indicator, group.short, moment)
             if not bad:
                 continue
             clean = False
+            self._tainted.append((group, bad))
             # The plans whose limit both ratios exceed: the same comparison as
             # `evaluate_policy` (ratio > limit), so the shortcut never disagrees with it.
             reach = bisect_left(group.limits, bad / total)
@@ -722,28 +783,81 @@ class Engine:
     def _plan_signal(
         self, group: _PolicyGroup, plan: _Plan, bad: int, total: int, moment: int
     ) -> Signal:
+        """The policy's signal; an alert that keeps firing gets the signal it fired on again
+        (`step` then leaves it as it is: in a replay only transitions carry values)."""
         long_bad, long_total = group.store.bad_and_total(group.indicator, group.long, moment)
-        return self._policy_signal(
+        held = self.alerts.alerts.get(plan.labels)
+        if held is not None and held.phase == "firing":
+            kept = self._fired_on.get(plan.labels)
+            if (
+                kept is not None
+                and kept.values is held.values
+                and long_total
+                and total
+                and long_bad / long_total > plan.limit
+                and bad / total > plan.limit
+                and long_total >= plan.min_events
+            ):
+                return kept
+        signal = self._policy_signal(
             plan.policy,
             plan.slo.objective,
             Counts(long_total - long_bad, long_bad),
             Counts(total - bad, bad),
         )
+        if signal.active:
+            self._fired_on[plan.labels] = signal
+        return signal
 
     def quiet_until(self) -> float:
         """After a lean evaluation (`figures=False`): a time before which, as long as only
         good events arrive, another evaluation would change nothing — no alert is pending
-        or firing, no policy's short window holds a bad event (so none can exceed its
-        threshold: ratios only grow with bad events), there are no threshold rules, and no
-        journey can fall silent sooner. `replay` skips the ticks in between. -inf when it
-        cannot promise anything."""
-        if self.alerts.alerts or self.spec.rules or not self._clean or self._started is None:
+        or firing, there are no threshold rules, no journey can fall silent sooner, and no
+        policy's short window can exceed its limit: it holds no bad event, or so few that
+        the runs certain to stay in it keep the ratio under every limit of its policies.
+        `replay` skips the ticks in between. -inf when it cannot promise anything."""
+        if self.alerts.alerts or self.spec.rules or self._lean_at is None:
             return -math.inf
         horizon = math.inf
         for journey, interval in self.spec.intervals.items():
-            last = self._last_report.get(journey, self._started)
+            last = self._last_report.get(journey, self._started or 0.0)
             horizon = min(horizon, last + self.spec.no_data_intervals * interval)
+        if self._windows_quiet is None:
+            self._windows_quiet = self._quiet_windows()
+        return min(horizon, self._windows_quiet)
+
+    def _quiet_windows(self) -> float:
+        """The policies' part of `quiet_until`, worked out once per lean evaluation.
+
+        A short window with bad runs: until a bad run arrives its bad count cannot grow,
+        and it keeps at least the runs of its last `span` for `quiet` more; if even those
+        few keep the ratio at or under the smallest limit, no policy can start firing. The
+        same holds of the long window: a policy fires only while both exceed it."""
+        if self._clean:
+            return math.inf
+        horizon = math.inf
+        moment = self._moment
+        for group, bad in self._tainted:
+            quiet = self._quiet_for(group, group.probes, bad, moment)
+            if quiet is None:
+                long_bad, _ = group.store.bad_and_total(group.indicator, group.long, moment)
+                quiet = self._quiet_for(group, group.long_probes, long_bad, moment)
+            if quiet is None:
+                return -math.inf
+            horizon = min(horizon, (moment + quiet) / MICROS)
         return horizon
+
+    @staticmethod
+    def _quiet_for(
+        group: _PolicyGroup, probes: tuple[tuple[int, int], ...], bad: int, moment: int
+    ) -> int | None:
+        """How long (µs) a window with `bad` bad runs surely stays at or under the group's
+        smallest limit while no bad run arrives, by the first probe that shows it; None."""
+        for span, quiet in probes:
+            _, kept = group.store.bad_and_total(group.indicator, span, moment)
+            if kept and not bad / kept > group.limits[0]:
+                return quiet
+        return None
 
     @staticmethod
     def _policy_signal(
@@ -761,37 +875,48 @@ class Engine:
         self, slo: SloSpec, moment: int, signals: dict[AlertKey, Signal]
     ) -> SloStatus:
         view = self.windows[slo.name]
-        raw, indicator = view.store.bad_and_total, view.indicator
-        counts = {}
-        for span, micro_span in self._spans[slo.name]:
-            bad, total = raw(indicator, micro_span, moment)
-            counts[span] = Counts(total - bad, bad)
+        counts, indicator = view.store.bad_and_totals, view.indicator
+        held = self.alerts.alerts
+        allowance = 1 - slo.objective
+        spans = self._spans[slo.name]
+        found = counts(indicator, self._spans_us[slo.name], moment)
+        ratios: dict[float, float | None] = {}
+        rates: dict[float, float | None] = {}
+        for (span, _), (bad, total) in zip(spans, found, strict=True):
+            if total:
+                ratios[span] = ratio = bad / total
+                rates[span] = ratio / allowance
+            else:
+                ratios[span] = rates[span] = None
         policies = []
-        for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True):
-            evaluation = evaluate_policy(
-                policy, slo.objective, counts[policy.long_window], counts[policy.short_window]
+        for policy, labels, min_events, long, short in self._judged[slo.name]:
+            long_bad, long_total = found[long]
+            short_bad, short_total = found[short]
+            evaluation = judge_policy(
+                policy, allowance, min_events, long_bad, long_total, short_bad, short_total
             )
-            values = {"threshold": policy.threshold}
-            if evaluation.burn_rate_long is not None:
-                values["burn_rate_long"] = evaluation.burn_rate_long
-            if evaluation.burn_rate_short is not None:
-                values["burn_rate_short"] = evaluation.burn_rate_short
-            signals[labels] = Signal(evaluation.firing, 0.0, values)
+            if evaluation.firing or labels in held:
+                values = {"threshold": policy.threshold}
+                if evaluation.burn_rate_long is not None:
+                    values["burn_rate_long"] = evaluation.burn_rate_long
+                if evaluation.burn_rate_short is not None:
+                    values["burn_rate_short"] = evaluation.burn_rate_short
+                signals[labels] = Signal(evaluation.firing, 0.0, values)
+            else:
+                signals[labels] = _INACTIVE  # values matter only to an alert that moves
             policies.append(PolicyStatus(policy, evaluation, labels))
-        slo_counts = counts[slo.window]
-        remaining = budget_remaining(slo.objective, slo_counts)
-        current_window = min(slo.windows, key=lambda span: abs(span - CURRENT_BURN_WINDOW))
-        current = burn_rate(slo.objective, counts[current_window])
+        bad, total = found[self._slo_window_index[slo.name]]
+        rate = rates[slo.window]
+        remaining = None if rate is None else min(1.0, 1.0 - rate)
+        current = rates[self._current_window[slo.name]]
         exhaustion = None
         if remaining is not None and current is not None:
             exhaustion = time_to_exhaustion(remaining, current, slo.window)
         return SloStatus(
             spec=slo,
-            error_ratios=MappingProxyType({span: counts[span].error_ratio for span in slo.windows}),
-            burn_rates=MappingProxyType(
-                {span: burn_rate(slo.objective, counts[span]) for span in slo.windows}
-            ),
-            window_counts=slo_counts,
+            error_ratios=MappingProxyType(ratios),
+            burn_rates=MappingProxyType(rates),
+            window_counts=Counts(total - bad, bad),
             budget_remaining=remaining,
             time_to_exhaustion=exhaustion,
             policies=tuple(policies),
@@ -829,7 +954,7 @@ class Engine:
         assert self._started is not None
         for journey, interval in self.spec.intervals.items():
             limit = self.spec.no_data_intervals * interval
-            last = self._last_report.get(journey, self._started)
+            last = self._last_report.get(journey, self._started or 0.0)
             labels = self._no_data_labels[journey]
             silent = now - last
             if silent > limit or labels in self.alerts.alerts:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Final
+from typing import Final, NamedTuple
 
 from slo.budget import Counts, SLOError, error_budget
 
@@ -35,6 +35,7 @@ __all__ = [
     "burn_rate_threshold",
     "default_min_events",
     "evaluate_policy",
+    "judge_policy",
     "min_events_for",
     "resolution_table",
     "resolve_policies",
@@ -218,9 +219,9 @@ class Reason(StrEnum):
     FIRING = "both windows above the threshold"
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyEvaluation:
-    """One policy's verdict at one tick; burn rates are None where a window has no events."""
+class PolicyEvaluation(NamedTuple):
+    """One policy's verdict at one tick; burn rates are None where a window has no events.
+    A named tuple: the daemon makes four per SLO at every tick."""
 
     firing: bool
     burn_rate_long: float | None
@@ -239,26 +240,47 @@ def evaluate_policy(
     (no data is not an outage: `ProberNoData` reports it), nor does a long window with fewer
     than `min_events_for(policy, objective)` events (`Reason.TOO_FEW_EVENTS`: it would have).
     """
-    allowance = error_budget(objective)
+    return judge_policy(
+        policy,
+        error_budget(objective),
+        min_events_for(policy, objective),
+        long_counts.bad,
+        long_counts.good + long_counts.bad,
+        short_counts.bad,
+        short_counts.good + short_counts.bad,
+    )
+
+
+def judge_policy(
+    policy: BurnRatePolicy,
+    allowance: float,
+    min_events: int,
+    long_bad: int,
+    long_total: int,
+    short_bad: int,
+    short_total: int,
+) -> PolicyEvaluation:
+    """`evaluate_policy` on plain counts, with the error budget (`1 - objective`) and the
+    guard already worked out: the engine's hot path, and the one place the rule is written."""
     limit = policy.threshold * allowance
-    long_ratio = long_counts.error_ratio
-    short_ratio = short_counts.error_ratio
+    long_ratio = long_bad / long_total if long_total else None
+    short_ratio = short_bad / short_total if short_total else None
     if long_ratio is None or short_ratio is None:
         reason = Reason.NO_DATA
     elif not long_ratio > limit:
         reason = Reason.LONG_BELOW
     elif not short_ratio > limit:
         reason = Reason.SHORT_BELOW
-    elif long_counts.total < min_events_for(policy, objective):
+    elif long_total < min_events:
         reason = Reason.TOO_FEW_EVENTS
     else:
         reason = Reason.FIRING
     return PolicyEvaluation(
-        firing=reason is Reason.FIRING,
-        burn_rate_long=None if long_ratio is None else long_ratio / allowance,
-        burn_rate_short=None if short_ratio is None else short_ratio / allowance,
-        threshold=policy.threshold,
-        reason=reason,
+        reason is Reason.FIRING,
+        None if long_ratio is None else long_ratio / allowance,
+        None if short_ratio is None else short_ratio / allowance,
+        policy.threshold,
+        reason,
     )
 
 

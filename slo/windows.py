@@ -50,6 +50,7 @@ import operator
 import struct
 import sys
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -251,9 +252,19 @@ class _Tier:
 
     def _move(self, cursor: list[int], start: int) -> None:
         """Move a cursor forward to `start`, dropping the slots it passes from its sums."""
-        passed = self._sums(cursor[0], start)
-        for index, value in enumerate(passed, start=1):
-            cursor[index] -= value
+        first = self.first
+        if first == _NONE or start <= first:
+            pass  # it passes only slots before the first stored one: nothing to drop
+        elif start - cursor[0] == 1 and 0 <= cursor[0] - first < len(self.totals):
+            # A tick moves every cursor by one slot: no list, no slice.
+            position = cursor[0] - first
+            cursor[1] -= self.totals[position]
+            for index, values in enumerate(self.bads, start=2):
+                cursor[index] -= values[position]
+        else:
+            passed = self._sums(cursor[0], start)
+            for index, value in enumerate(passed, start=1):
+                cursor[index] -= value
         cursor[0] = start
 
     def count(self, window: int, now: int, indicator: int) -> tuple[int, int]:
@@ -275,6 +286,35 @@ class _Tier:
             runs -= newer[0]
             bad -= newer[indicator + 1]
         return bad, runs
+
+    def counts(self, windows: Sequence[int], now: int, indicator: int) -> list[tuple[int, int]]:
+        """`count` for several windows at one `now`: the daemon's tick, where each cursor
+        stays or moves one slot, done inline; anything else goes through `count`."""
+        first, totals, cursors = self.first, self.totals, self.cursors
+        base = now - self.origin
+        width = self.width
+        if first == _NONE or first + len(totals) - 1 > (base - 1) // width:
+            return [self.count(window, now, indicator) for window in windows]
+        size = len(totals)
+        found = []
+        for window in windows:
+            start = (base - window) // width
+            cursor = cursors.get(window)
+            if cursor is not None:
+                at = cursor[0]
+                if start == at:
+                    found.append((cursor[indicator + 2], cursor[1]))
+                    continue
+                if start == at + 1 and 0 <= at - first < size:
+                    position = at - first
+                    cursor[1] -= totals[position]
+                    for index, values in enumerate(self.bads, start=2):
+                        cursor[index] -= values[position]
+                    cursor[0] = start
+                    found.append((cursor[indicator + 2], cursor[1]))
+                    continue
+            found.append(self.count(window, now, indicator))
+        return found
 
     def dump(self) -> bytes:
         sizes = bytes(values.itemsize for values in self.bads)
@@ -365,6 +405,21 @@ class Timeline:
         if window <= self.layout.fine_span or self._coarse is None:
             return self._fine.count(window, now, indicator)
         return self._coarse.count(window, now, indicator)
+
+    def bad_and_totals(
+        self, indicator: int, windows: Sequence[int], now: int
+    ) -> list[tuple[int, int]]:
+        """`bad_and_total` for several windows (µs, shortest first) at once: the daemon's
+        figures, one call per SLO and tick."""
+        if windows and not 0 < windows[0] <= windows[-1] <= self.layout.retention:
+            raise SLOError("windows must be positive, shortest first, and within the retention")
+        if self._coarse is None or windows[-1] <= self.layout.fine_span:
+            return self._fine.counts(windows, now, indicator)
+        split = bisect_right(windows, self.layout.fine_span)
+        return [
+            *self._fine.counts(windows[:split], now, indicator),
+            *self._coarse.counts(windows[split:], now, indicator),
+        ]
 
     def counts(self, window: float, now: float, indicator: int = 0) -> Counts:
         """Good and bad events for one indicator over `window` seconds ending at `now`."""
@@ -484,6 +539,11 @@ class Stream:
         self._starts[window] = start
         before = self._bad_before[indicator]
         return before[end] - before[start], end - start
+
+    def bad_and_totals(
+        self, indicator: int, windows: Sequence[int], now: int
+    ) -> list[tuple[int, int]]:
+        return [self.bad_and_total(indicator, window, now) for window in windows]
 
     def counts(self, window: float, now: float, indicator: int = 0) -> Counts:
         bad, total = self.bad_and_total(indicator, micros(window), micros(now))

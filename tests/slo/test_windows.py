@@ -190,6 +190,8 @@ def test_property_timeline_is_exact_at_the_ticks(
             position += 1
         if tick in restarts:
             timeline = Timeline.restore(timeline.snapshot(), layout, indicators)
+        many = timeline.bad_and_totals(indicators - 1, windows, tick)  # the daemon's batch
+        assert many == [expected(layout, fed, w, tick, indicators - 1) for w in windows]
         for window in windows:
             for indicator in range(indicators):
                 got = timeline.bad_and_total(indicator, window, tick)
@@ -320,3 +322,25 @@ def test_property_stream_is_exact_for_any_now(
         for window in windows:
             span = micros(window / 10)
             assert stream.bad_and_total(0, span, moment) == naive(runs, moment - span, moment, 0)
+
+
+def test_batch_counts_tick_by_tick_match_the_definition() -> None:
+    """The daemon's path: every tick, every window at once (cursors moving one slot a tick),
+    with runs arriving between ticks, against brute force."""
+    layout = Layout.plan(DEFAULT_WINDOWS, DEFAULT_DECISIONS, 30.0)
+    timeline = Timeline(layout, 2)
+    rng = random.Random(11)
+    runs = [
+        Run(micros(T0) + i * 20_000_000 + 1, tuple(j for j in (0, 1) if rng.random() < 0.1))
+        for i in range(4 * 4320)
+    ]
+    spans = [micros(span) for span in DEFAULT_WINDOWS]
+    position = 0
+    for tick in range(micros(T0 + 3 * DAY), micros(T0 + 3 * DAY + 3 * HOUR), micros(30.0)):
+        while position < len(runs) and runs[position].at <= tick:
+            timeline.add(runs[position].at / 1e6, runs[position].bad)
+            position += 1
+        fed = runs[:position]
+        assert timeline.bad_and_totals(1, spans, tick) == [
+            expected(layout, fed, span, tick, 1) for span in spans
+        ]
