@@ -8,6 +8,7 @@ from prober.slos import engine_spec
 from prober.units import format_duration
 from slo.engine import SloSpec
 from slo.policies import Resolution, resolution_table
+from slo.windows import MICROS, Layout, micros
 
 __all__ = ["explain_config"]
 
@@ -38,7 +39,8 @@ def explain_config(config: ProberConfig) -> str:
             )
     if config.slos:
         lines += ["", "slos:"]
-        specs = engine_spec(config).slos  # same order as config.slos
+        engine = engine_spec(config)
+        specs = engine.slos  # same order as config.slos
         for slo, spec in zip(config.slos, specs, strict=True):
             kind = (
                 f"latency below {format_duration(slo.indicator.latency_below)}"
@@ -49,8 +51,40 @@ def explain_config(config: ProberConfig) -> str:
                 f"  {slo.name}: {kind} of {slo.journey}, objective {slo.objective:.3%}"
                 f" over {format_duration(slo.window)}"
             )
+            lines.append(
+                _window_line(engine.layout(spec.journey), spec, config.alerting.evaluation_interval)
+            )
             lines.extend(_resolution_lines(config, spec))
     return "\n".join(lines) + "\n"
+
+
+def _window_line(layout: Layout, spec: SloSpec, evaluation_interval: float) -> str:
+    """How the daemon counts this SLO's windows (`slo.windows`): exact at every evaluation,
+    or which are rounded and why."""
+    slot = format_duration(layout.fine_width / MICROS)
+    parts = [f"    windows: {slot} slots"]
+    fine = [span for span in spec.windows if micros(span) <= layout.fine_span]
+    coarse = [span for span in spec.windows if micros(span) > layout.fine_span]
+    ragged = [span for span in fine if micros(span) % layout.fine_width]
+    if micros(evaluation_interval) % layout.fine_width == 0 and not ragged:
+        parts.append(f", exact at every evaluation up to {_spans(fine[-1:])}")
+    if coarse:
+        parts.append(
+            f"; {_spans(coarse)} in {format_duration(layout.coarse_width / MICROS)} slots"
+            " (start rounded down)"
+        )
+    if micros(evaluation_interval) % layout.fine_width:
+        parts.append(
+            f"; WARNING: evaluations every {format_duration(evaluation_interval)} fall between"
+            f" slots, so windows are exact only at evaluations on the {slot} grid"
+        )
+    if ragged:
+        parts.append(f"; WARNING: {_spans(ragged)} not whole slots (start rounded down)")
+    return "".join(parts)
+
+
+def _spans(spans: list[float]) -> str:
+    return ", ".join(format_duration(span) for span in spans)
 
 
 def _resolution_lines(config: ProberConfig, spec: SloSpec) -> list[str]:

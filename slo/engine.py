@@ -736,6 +736,7 @@ class Engine:
         signals: dict[AlertKey, Signal] = {}
         if figures:
             statuses = tuple(self._evaluate_slo(slo, moment, signals) for slo in self.spec.slos)
+            self._lean_at = None  # `quiet_until` speaks only of a lean evaluation
         else:
             statuses = ()
             self._clean = self._signal_policies(moment, signals)

@@ -142,7 +142,14 @@ class Layout:
         fine_span = min(retention, max(micros(MIN_FINE_SPAN), decisive))
         width = math.gcd(interval, *(span for span in spans if span <= fine_span))
         if fine_span > width * SLOT_CEILING:
-            width *= -(-fine_span // (width * SLOT_CEILING))
+            needed = -(-fine_span // SLOT_CEILING)
+            # The smallest round width that is enough and a multiple of the divisor, so
+            # that the windows (whole minutes) stay whole slots where they can.
+            round_widths = (n * MICROS for n in (1, 2, 5, 10, 15, 30, 60, 300, 600, 900, 3600))
+            width = next(
+                (w for w in round_widths if w >= needed and w % width == 0),
+                width * -(-needed // width),
+            )
         coarse = 0 if fine_span >= retention else max(micros(COARSE_SECONDS), width)
         return cls(micros(origin), width, fine_span, coarse, retention)
 

@@ -401,3 +401,28 @@ def test_corrupt_state_file_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert str(state) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("interval", "window", "expected"),
+    [
+        ("30s", "30d", "30s slots, exact at every evaluation up to 3d; 30d in 1h slots"),
+        ("45s", "3d", "15s slots, exact at every evaluation up to 3d"),
+        ("7s", "30d", "1s slots, exact at every evaluation up to 3d; 30d in 1h slots"),
+        ("1ms", "30d", "WARNING: evaluations every 1ms fall between slots"),
+    ],
+    ids=["default", "45s-3d", "7s", "1ms"],
+)
+def test_validate_says_how_the_daemon_counts_each_window(
+    tmp_path: Path, interval: str, window: str, expected: str
+) -> None:
+    """`validate` names the slot, how far the windows are exact, and what is rounded."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "journeys: [{name: j, interval: 10s, steps: [{name: s, url: /}]}]\n"
+        f"slos: [{{name: s, journey: j, objective: 99%, window: {window}}}]\n"
+        f"alerting: {{evaluation_interval: {interval}}}\n"
+    )
+    result = run_prober("validate", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout
