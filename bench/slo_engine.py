@@ -310,8 +310,16 @@ def main() -> None:
         old = checkout(args.baseline, Path(folder))
         sides = {"now": REPO, f"baseline {args.baseline}": old}
 
+        measured: dict[tuple[str, ...], list[dict[str, float]]] = {}
+
         def median(source: Path, *arguments: str, key: str) -> float:
-            return statistics.median(worker(source, *arguments)[key] for _ in range(args.runs))
+            """One set of runs per workload and side: its rows read different keys."""
+            runs = measured.get((str(source), *arguments))
+            if runs is None:
+                runs = measured[(str(source), *arguments)] = [
+                    worker(source, *arguments) for _ in range(args.runs)
+                ]
+            return statistics.median(run[key] for run in runs)
 
         rows = [
             ("replay 100 SLOs x 30 d at 1/10 s, exact: s", ("replay", "many", "exact"), "seconds"),
