@@ -56,8 +56,11 @@ def scrape_runs(url: str) -> float:
 
 
 @contextmanager
-def prober_daemon(config_text: str, state: str | None = None) -> Iterator[tuple[str, int]]:
-    """`prober run` as a subprocess; yields (its URL, pid) once /readyz answers 200."""
+def prober_daemon(
+    config_text: str, state: str | None = None, source: Path = REPO
+) -> Iterator[tuple[str, int]]:
+    """`prober run` as a subprocess, from the tree at `source` (this one by default);
+    yields (its URL, pid) once /readyz answers 200."""
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "config.yaml"
         config.write_text(config_text)
@@ -80,7 +83,7 @@ def prober_daemon(config_text: str, state: str | None = None) -> Iterator[tuple[
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=environment,
-            cwd=REPO,
+            cwd=source,
         )
         url = f"http://127.0.0.1:{port}"
         try:

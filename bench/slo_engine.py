@@ -266,7 +266,8 @@ def daemon_rss(source: Path) -> float:
         worker(source, "state", state)
         os.environ["PYTHONPATH"] = str(source)
         try:
-            with prober_daemon(journeys_config(target, 1000, slos=True), state) as (url, pid):
+            config = journeys_config(target, 1000, slos=True)
+            with prober_daemon(config, state, source) as (url, pid):
                 time.sleep(20)
                 scrape_runs(url)
                 return rss_mib(pid)
