@@ -66,8 +66,8 @@ def parse_event(data: Any) -> Event:
     """One replay line, already JSON-decoded; raises ValueError with what is wrong."""
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
-    missing = [key for key in ("timestamp", "journey", "success") if key not in data]
-    if missing:
+    if "timestamp" not in data or "journey" not in data or "success" not in data:
+        missing = [key for key in ("timestamp", "journey", "success") if key not in data]
         raise ValueError(f"missing {', '.join(missing)}")
     if not isinstance(data["journey"], str) or not isinstance(data["success"], bool):
         raise ValueError("'journey' must be a string and 'success' true or false")
@@ -83,16 +83,19 @@ def parse_event(data: Any) -> Event:
     captures = data.get("captures") or _NONE
     if captures and not isinstance(captures, dict):
         raise ValueError("'captures' must be an object")
-    return Event(
-        timestamp=parse_timestamp(data["timestamp"]),
-        journey=data["journey"],
-        success=data["success"],
-        duration_seconds=None if duration is None else float(duration),
-        failed_step=data.get("failed_step"),
-        reason=data.get("reason"),
-        status_codes=codes,
-        captures=captures,
-        inconclusive=bool(data.get("inconclusive", False)),
+    timestamp = data["timestamp"]
+    return Event(  # positional: a replay builds one per line
+        timestamp
+        if type(timestamp) is float and math.isfinite(timestamp)
+        else parse_timestamp(timestamp),
+        data["journey"],
+        data["success"],
+        None if duration is None else float(duration),
+        data.get("failed_step"),
+        data.get("reason"),
+        codes,
+        captures,
+        bool(data.get("inconclusive", False)),
     )
 
 

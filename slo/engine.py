@@ -302,11 +302,11 @@ class _PolicyGroup:
 
 
 def _probes(store: Timeline | Stream, short: int) -> tuple[tuple[int, int], ...]:
-    """Spans of 1/2, 3/4 and 7/8 of the short window (whole slots on a timeline, where only
-    those are exact), each with the time it stays inside the short window."""
+    """Spans of 1/2, 3/4 ... 63/64 of a window (whole slots on a timeline, where only
+    those are exact), each with the time it stays inside the window."""
     width = store.layout.fine_width if isinstance(store, Timeline) else 1
     found = []
-    for fraction in (2, 4, 8):
+    for fraction in (2, 4, 8, 16, 32, 64):
         span = (short - short // fraction) // width * width
         if 0 < span < short:
             found.append((span, short - span))
