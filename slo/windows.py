@@ -372,7 +372,7 @@ class Timeline:
     `prune` once per tick so that a journey that stopped also lets go of its history.
     """
 
-    __slots__ = ("_coarse", "_fine", "_newest", "indicators", "layout")
+    __slots__ = ("_coarse", "_fine", "_newest", "_split", "indicators", "layout")
 
     def __init__(self, layout: Layout, indicators: int = 1) -> None:
         if indicators < 1:
@@ -386,6 +386,8 @@ class Timeline:
             else None
         )
         self._newest = _NONE
+        #: windows -> (the fine tier's, the coarse tier's): `bad_and_totals` splits once
+        self._split: dict[tuple[int, ...], tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
     @property
     def retention(self) -> float:
@@ -418,15 +420,20 @@ class Timeline:
     ) -> list[tuple[int, int]]:
         """`bad_and_total` for several windows (µs, shortest first) at once: the daemon's
         figures, one call per SLO and tick."""
-        if windows and not 0 < windows[0] <= windows[-1] <= self.layout.retention:
-            raise SLOError("windows must be positive, shortest first, and within the retention")
-        if self._coarse is None or windows[-1] <= self.layout.fine_span:
+        if type(windows) is not tuple:
+            windows = tuple(windows)
+        tiers = self._split.get(windows)
+        if tiers is None:
+            if windows and not 0 < windows[0] <= windows[-1] <= self.layout.retention:
+                raise SLOError("windows must be positive, shortest first, within the retention")
+            split = bisect_right(windows, self.layout.fine_span)
+            tiers = self._split[windows] = (windows[:split], windows[split:])
+        fine, coarse = tiers
+        if not coarse or self._coarse is None:
             return self._fine.counts(windows, now, indicator)
-        split = bisect_right(windows, self.layout.fine_span)
-        return [
-            *self._fine.counts(windows[:split], now, indicator),
-            *self._coarse.counts(windows[split:], now, indicator),
-        ]
+        found = self._fine.counts(fine, now, indicator)
+        found += self._coarse.counts(coarse, now, indicator)
+        return found
 
     def counts(self, window: float, now: float, indicator: int = 0) -> Counts:
         """Good and bad events for one indicator over `window` seconds ending at `now`."""
