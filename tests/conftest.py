@@ -29,6 +29,15 @@ PROPERTY_SETTINGS = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+
+
+def hunt_settings(examples: int) -> settings:
+    """Property tests with a bounded run in CI and a longer hunt behind
+    PROBER_PROPERTY_EXAMPLES (derandomized up to 100 examples: the same ones every run)."""
+    count = int(os.environ.get("PROBER_PROPERTY_EXAMPLES", str(examples)))
+    return settings(max_examples=count, deadline=None, derandomize=count <= 100, database=None)
+
+
 CONFIG_DIR = REPO / "config"
 
 

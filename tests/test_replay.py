@@ -306,9 +306,7 @@ def test_replay_command_with_daemon_windows_and_restarts(
     recorded.write_text("\n".join(SCENARIOS["degradation-4pct"]()) + "\n")
     result = run_prober("replay", "-c", str(config), "--events", str(recorded), *options)
     assert result.returncode == 0, result.stderr
-    assert [json.loads(line) for line in result.stdout.splitlines()] == timeline(
-        "degradation-4pct"
-    )
+    assert [json.loads(line) for line in result.stdout.splitlines()] == timeline("degradation-4pct")
 
 
 @pytest.mark.parametrize(

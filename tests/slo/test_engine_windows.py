@@ -14,10 +14,9 @@ PROBER_PROPERTY_EXAMPLES=500 hunts longer than CI's bounded run.
 
 from __future__ import annotations
 
-import os
 import random
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from prober.config import parse_config
@@ -25,11 +24,9 @@ from prober.replay import replay, transition_records
 from prober.slos import engine_spec
 from slo.engine import Engine, EngineSpec, Event, SloSpec
 from slo.policies import BurnRatePolicy, PolicySpec, resolve_policies
+from tests.conftest import hunt_settings
 
-EXAMPLES = int(os.environ.get("PROBER_PROPERTY_EXAMPLES", "12"))
-PROPERTY_SETTINGS = settings(
-    max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 100, database=None
-)
+PROPERTY_SETTINGS = hunt_settings(12)
 
 MINUTE = 60.0
 HOUR = 3600.0

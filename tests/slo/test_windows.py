@@ -15,12 +15,11 @@ The property tests run a bounded number of examples; PROBER_PROPERTY_EXAMPLES=20
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from slo.budget import Counts, SLOError
@@ -34,11 +33,9 @@ from slo.windows import (
     micros,
     tick_at_or_before,
 )
+from tests.conftest import hunt_settings
 
-EXAMPLES = int(os.environ.get("PROBER_PROPERTY_EXAMPLES", "60"))
-PROPERTY_SETTINGS = settings(
-    max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 100, database=None
-)
+PROPERTY_SETTINGS = hunt_settings(60)
 
 MINUTE = 60.0
 HOUR = 3600.0
