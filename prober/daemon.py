@@ -58,8 +58,9 @@ from prober.server import StatusServer
 from prober.slos import engine_spec, event_from_run
 from prober.status import StatusBoard, render_page
 from prober.store import StateStore
+from slo.budget import SLOError
 from slo.engine import Checkpoint, Engine
-from slo.windows import tick_at_or_before
+from slo.windows import Timeline, tick_at_or_before
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_LISTEN", "Daemon", "LagMonitor"]
 
@@ -262,11 +263,16 @@ class Daemon:
             return
         now = time.time()
         engine = self.engine
-        timelines = {}
+        timelines: dict[str, bytes | Timeline] = {}
+        unusable = {}
         for journey in engine.timelines:
             data = await store.load_window(journey)  # one at a time: bounded memory
-            if data is not None:
-                timelines[journey] = data
+            if data is None:
+                continue
+            try:
+                timelines[journey] = engine.load_timeline(journey, data)
+            except SLOError as error:
+                unusable[journey] = str(error)
         captures = await store.load_value("last_captures")
         reports = await store.load_value("last_reports")
         checkpoint = Checkpoint(
@@ -282,7 +288,7 @@ class Daemon:
             ),
         )
         history = await store.events_since(engine.history_since(checkpoint, now))
-        unusable = engine.resume(checkpoint, await store.events_after_windows(), history, now)
+        unusable.update(engine.resume(checkpoint, await store.events_after_windows(), history, now))
         for journey, reason in unusable.items():
             LOGGER.warning(f"window snapshot of journey {journey} unusable ({reason}); rebuilt it")
         LOGGER.info(
@@ -311,7 +317,8 @@ class Daemon:
         if self.store is None:
             return
         checkpoint = self.engine.checkpoint()
-        self._persist(self.store.save_windows(checkpoint.timelines, now))
+        snapshots = {j: data for j, data in checkpoint.timelines.items() if isinstance(data, bytes)}
+        self._persist(self.store.save_windows(snapshots, now))
         self._persist(self.store.save_alerts(list(checkpoint.alerts), now))
         self._persist(self.store.save_value("last_reports", dict(checkpoint.last_reports)))
         self._persist(

@@ -264,7 +264,7 @@ class Checkpoint:
     """What the daemon persists and a restart resumes from (`Engine.checkpoint`,
     `Engine.resume`): JSON-ready values and one snapshot per journey timeline."""
 
-    timelines: Mapping[str, bytes]
+    timelines: Mapping[str, bytes | Timeline]
     alerts: tuple[dict[str, Any], ...]
     last_reports: Mapping[str, float]
     last_captures: tuple[tuple[str, str, object], ...]
@@ -672,13 +672,29 @@ class Engine:
         if data is None or self.mode == "exact":
             return None
         try:
-            return Timeline.restore(
-                data, self.spec.layout(journey, self.origin), len(self.indicators[journey])
-            )
+            if isinstance(data, Timeline):
+                return self._fitting(journey, data)
+            return self.load_timeline(journey, data)
         except SLOError as error:
             if unusable is not None:
                 unusable[journey] = str(error)
             return None
+
+    def load_timeline(self, journey: str, snapshot: bytes) -> Timeline:
+        """A journey's timeline from its snapshot, for this config (SLOError if it does not
+        fit): what the daemon puts in a `Checkpoint` as it reads the state file, so that
+        the snapshots are not all in memory at once."""
+        if journey not in self.indicators:
+            raise SLOError(f"no SLO watches journey {journey}")
+        return Timeline.restore(
+            snapshot, self.spec.layout(journey, self.origin), len(self.indicators[journey])
+        )
+
+    def _fitting(self, journey: str, timeline: Timeline) -> Timeline:
+        layout = self.spec.layout(journey, self.origin)
+        if timeline.layout != layout or timeline.indicators != len(self.indicators[journey]):
+            raise SLOError(f"timeline of journey {journey} slices time or judges differently")
+        return timeline
 
     def _retention(self, journey: str) -> float:
         return max(slo.retention for slo in self._slos_by_journey[journey])
