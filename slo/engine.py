@@ -38,7 +38,6 @@ from slo.budget import Counts, SLOError, time_to_exhaustion
 from slo.policies import (
     BurnRatePolicy,
     PolicyEvaluation,
-    evaluate_policy,
     judge_policy,
     min_events_for,
 )
@@ -275,13 +274,56 @@ class Checkpoint:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """One burn-rate policy of one SLO, ready for the lean evaluation."""
+    """One burn-rate policy of one SLO, worked out once from the spec."""
 
     limit: float  # the error ratio both windows must exceed
     min_events: int  # the low-traffic guard
     slo: SloSpec
     policy: BurnRatePolicy
     labels: AlertKey
+    long: int  # where the long window is in `slo.windows`
+    short: int  # and the short one
+
+
+@dataclass(frozen=True, slots=True)
+class _SloPlan:
+    """What evaluating one SLO needs, worked out once from the spec."""
+
+    micro_spans: tuple[int, ...]  # `slo.windows` in µs
+    plans: tuple[_Plan, ...]
+    window: int  # where the SLO window is in `slo.windows`
+    current: float  # the window of "the current burn rate"
+
+
+def _plan_slo(slo: SloSpec, labels: tuple[AlertKey, ...]) -> _SloPlan:
+    allowance = 1 - slo.objective
+    return _SloPlan(
+        tuple(micros(span) for span in slo.windows),
+        tuple(
+            _Plan(
+                policy.threshold * allowance,
+                min_events_for(policy, slo.objective),
+                slo,
+                policy,
+                key,
+                slo.windows.index(policy.long_window),
+                slo.windows.index(policy.short_window),
+            )
+            for policy, key in zip(slo.policies, labels, strict=True)
+        ),
+        slo.windows.index(slo.window),
+        min(slo.windows, key=lambda span: abs(span - CURRENT_BURN_WINDOW)),
+    )
+
+
+def _signal_of(evaluation: PolicyEvaluation) -> Signal:
+    """A burn-rate policy's signal, with the figures a transition carries."""
+    values = {"threshold": evaluation.threshold}
+    if evaluation.burn_rate_long is not None:
+        values["burn_rate_long"] = evaluation.burn_rate_long
+    if evaluation.burn_rate_short is not None:
+        values["burn_rate_short"] = evaluation.burn_rate_short
+    return Signal(evaluation.firing, 0.0, values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +413,9 @@ class Engine:
             slo.name: tuple(self._policy_key(slo, policy) for policy in slo.policies)
             for slo in spec.slos
         }
+        self._slo_plans = {
+            slo.name: _plan_slo(slo, self._policy_labels[slo.name]) for slo in spec.slos
+        }
         self._bind_windows()
         self._rule_labels = tuple(
             alert_key(
@@ -406,46 +451,14 @@ class Engine:
     def _bind_windows(self) -> None:
         """(Re)build the per-SLO views and the lean evaluation's policy groups over the
         current stores (after construction, a restore or an adoption)."""
-        self._spans = {
-            slo.name: tuple((span, micros(span)) for span in slo.windows) for slo in self.spec.slos
-        }
-        self._spans_us = {name: tuple(us for _, us in spans) for name, spans in self._spans.items()}
-        self._judged = {
-            slo.name: tuple(
-                (
-                    policy,
-                    labels,
-                    min_events_for(policy, slo.objective),
-                    slo.windows.index(policy.long_window),
-                    slo.windows.index(policy.short_window),
-                )
-                for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True)
-            )
-            for slo in self.spec.slos
-        }
-        self._slo_window_index = {slo.name: slo.windows.index(slo.window) for slo in self.spec.slos}
-        self._current_window = {
-            slo.name: min(slo.windows, key=lambda span: abs(span - CURRENT_BURN_WINDOW))
-            for slo in self.spec.slos
-        }
         grouped: dict[tuple[str, int, int, int], list[_Plan]] = {}
         for slo in self.spec.slos:
             indicator = self.indicators[slo.journey].index(slo.latency_below)
-            store = self.timelines[slo.journey]
-            self.windows[slo.name] = SloWindow(store, indicator)
-            allowance = 1 - slo.objective
-            for policy, labels in zip(slo.policies, self._policy_labels[slo.name], strict=True):
-                short, long = micros(policy.short_window), micros(policy.long_window)
-                key = (slo.journey, indicator, short, long)
-                grouped.setdefault(key, []).append(
-                    _Plan(
-                        policy.threshold * allowance,
-                        min_events_for(policy, slo.objective),
-                        slo,
-                        policy,
-                        labels,
-                    )
-                )
+            self.windows[slo.name] = SloWindow(self.timelines[slo.journey], indicator)
+            spans = self._slo_plans[slo.name].micro_spans
+            for plan in self._slo_plans[slo.name].plans:
+                key = (slo.journey, indicator, spans[plan.short], spans[plan.long])
+                grouped.setdefault(key, []).append(plan)
         self._groups = tuple(
             _PolicyGroup(
                 self.timelines[journey],
@@ -803,25 +816,14 @@ class Engine:
         """The policy's signal; an alert that keeps firing gets the signal it fired on again
         (`step` then leaves it as it is: in a replay only transitions carry values)."""
         long_bad, long_total = group.store.bad_and_total(group.indicator, group.long, moment)
-        held = self.alerts.alerts.get(plan.labels)
-        if held is not None and held.phase == "firing":
-            kept = self._fired_on.get(plan.labels)
-            if (
-                kept is not None
-                and kept.values is held.values
-                and long_total
-                and total
-                and long_bad / long_total > plan.limit
-                and bad / total > plan.limit
-                and long_total >= plan.min_events
-            ):
-                return kept
-        signal = self._policy_signal(
-            plan.policy,
-            plan.slo.objective,
-            Counts(long_total - long_bad, long_bad),
-            Counts(total - bad, bad),
+        evaluation = judge_policy(
+            plan.policy, 1 - plan.slo.objective, plan.min_events, long_bad, long_total, bad, total
         )
+        held = self.alerts.alerts.get(plan.labels)
+        kept = self._fired_on.get(plan.labels)
+        if evaluation.firing and held and kept and kept.values is held.values:
+            return kept
+        signal = _signal_of(evaluation)
         if signal.active:
             self._fired_on[plan.labels] = signal
         return signal
@@ -830,8 +832,8 @@ class Engine:
         """After a lean evaluation (`figures=False`): a time before which, as long as only
         good events arrive, another evaluation would change nothing — no alert is pending
         or firing, there are no threshold rules, no journey can fall silent sooner, and no
-        policy's short window can exceed its limit: it holds no bad event, or so few that
-        the runs certain to stay in it keep the ratio under every limit of its policies.
+        policy can start firing: its short window holds no bad event, or so few that the
+        runs certain to stay in its short or long window keep that ratio under its limit.
         `replay` skips the ticks in between. -inf when it cannot promise anything."""
         if self.alerts.alerts or self.spec.rules or self._lean_at is None:
             return -math.inf
@@ -876,56 +878,45 @@ class Engine:
                 return quiet
         return None
 
-    @staticmethod
-    def _policy_signal(
-        policy: BurnRatePolicy, objective: float, long: Counts, short: Counts
-    ) -> Signal:
-        evaluation = evaluate_policy(policy, objective, long, short)
-        values = {"threshold": policy.threshold}
-        if evaluation.burn_rate_long is not None:
-            values["burn_rate_long"] = evaluation.burn_rate_long
-        if evaluation.burn_rate_short is not None:
-            values["burn_rate_short"] = evaluation.burn_rate_short
-        return Signal(evaluation.firing, 0.0, values)
-
     def _evaluate_slo(
         self, slo: SloSpec, moment: int, signals: dict[AlertKey, Signal]
     ) -> SloStatus:
         view = self.windows[slo.name]
-        counts, indicator = view.store.bad_and_totals, view.indicator
+        plan = self._slo_plans[slo.name]
         held = self.alerts.alerts
         allowance = 1 - slo.objective
-        spans = self._spans[slo.name]
-        found = counts(indicator, self._spans_us[slo.name], moment)
+        found = view.store.bad_and_totals(view.indicator, plan.micro_spans, moment)
         ratios: dict[float, float | None] = {}
         rates: dict[float, float | None] = {}
-        for (span, _), (bad, total) in zip(spans, found, strict=True):
+        for span, (bad, total) in zip(slo.windows, found, strict=True):
             if total:
                 ratios[span] = ratio = bad / total
                 rates[span] = ratio / allowance
             else:
                 ratios[span] = rates[span] = None
         policies = []
-        for policy, labels, min_events, long, short in self._judged[slo.name]:
-            long_bad, long_total = found[long]
-            short_bad, short_total = found[short]
+        for policy_plan in plan.plans:
+            long_bad, long_total = found[policy_plan.long]
+            short_bad, short_total = found[policy_plan.short]
             evaluation = judge_policy(
-                policy, allowance, min_events, long_bad, long_total, short_bad, short_total
+                policy_plan.policy,
+                allowance,
+                policy_plan.min_events,
+                long_bad,
+                long_total,
+                short_bad,
+                short_total,
             )
+            labels = policy_plan.labels
             if evaluation.firing or labels in held:
-                values = {"threshold": policy.threshold}
-                if evaluation.burn_rate_long is not None:
-                    values["burn_rate_long"] = evaluation.burn_rate_long
-                if evaluation.burn_rate_short is not None:
-                    values["burn_rate_short"] = evaluation.burn_rate_short
-                signals[labels] = Signal(evaluation.firing, 0.0, values)
+                signals[labels] = _signal_of(evaluation)
             else:
                 signals[labels] = _INACTIVE  # values matter only to an alert that moves
-            policies.append(PolicyStatus(policy, evaluation, labels))
-        bad, total = found[self._slo_window_index[slo.name]]
+            policies.append(PolicyStatus(policy_plan.policy, evaluation, labels))
+        bad, total = found[plan.window]
         rate = rates[slo.window]
         remaining = None if rate is None else min(1.0, 1.0 - rate)
-        current = rates[self._current_window[slo.name]]
+        current = rates[plan.current]
         exhaustion = None
         if remaining is not None and current is not None:
             exhaustion = time_to_exhaustion(remaining, current, slo.window)
