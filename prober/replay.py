@@ -18,6 +18,7 @@ import json
 import math
 from array import array
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -214,6 +215,13 @@ def _restarted(engine: Engine, fresh: Engine, recorded: list[Event], now: float)
     """`fresh`, resumed from `engine`'s checkpoint and the runs recorded so far: what the
     daemon does at start-up with its state file (every run stored, the snapshot current)."""
     checkpoint = engine.checkpoint()
+    # Each snapshot read back as the daemon reads its state file: once, before resuming.
+    loaded = {
+        journey: fresh.load_timeline(journey, data)
+        for journey, data in checkpoint.timelines.items()
+        if isinstance(data, bytes)
+    }
+    checkpoint = replace(checkpoint, timelines=loaded)
     since = fresh.history_since(checkpoint, now)
     fresh.resume(checkpoint, (), (event for event in recorded if event.timestamp > since), now)
     return fresh
