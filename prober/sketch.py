@@ -51,13 +51,14 @@ from __future__ import annotations
 
 import math
 import struct
-import sys
 import threading
 from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
 from itertools import accumulate, pairwise
 from types import MappingProxyType
+
+from slo.windows import from_little_endian, little_endian
 
 __all__ = [
     "DEFAULT_QUANTILES",
@@ -315,7 +316,7 @@ class _ClosedSlot(bytes):
             steps.itemsize,
             narrow.itemsize,
         )
-        return cls(header + _little(steps) + _little(narrow))
+        return cls(header + little_endian(steps) + little_endian(narrow))
 
     @property
     def value_count(self) -> int:
@@ -327,25 +328,10 @@ class _ClosedSlot(bytes):
         )
         start = _CLOSED_HEADER.size
         middle = start + step_size * entries
-        steps = _from_little(_NARROWEST[step_size], self[start:middle])
+        steps = from_little_endian(_NARROWEST[step_size], self[start:middle])
         keys = array("i", accumulate(steps, initial=first))[1:]
-        counts = array("I", _from_little(_NARROWEST[count_size], self[middle:]))
+        counts = array("I", from_little_endian(_NARROWEST[count_size], self[middle:]))
         return count, zero_count, total, low, high, keys, counts
-
-
-def _little(values: array[int]) -> bytes:
-    if sys.byteorder == "little" or values.itemsize == 1:
-        return values.tobytes()
-    swapped = array(values.typecode, values)
-    swapped.byteswap()
-    return swapped.tobytes()
-
-
-def _from_little(code: str, data: bytes) -> array[int]:
-    values = array(code, data)
-    if sys.byteorder != "little":
-        values.byteswap()
-    return values
 
 
 class WindowedSketch:

@@ -64,6 +64,8 @@ __all__ = [
     "Layout",
     "Stream",
     "Timeline",
+    "from_little_endian",
+    "little_endian",
     "micros",
     "tick_at_or_before",
 ]
@@ -328,8 +330,8 @@ class _Tier:
         parts = [
             _TIER_HEADER.pack(self.first, self.floor, len(self.totals), self.totals.itemsize),
             sizes,
-            _dump(self.totals),
-            *(_dump(values) for values in self.bads),
+            little_endian(self.totals),
+            *(little_endian(values) for values in self.bads),
         ]
         return b"".join(parts)
 
@@ -350,7 +352,7 @@ class _Tier:
             end = offset + slots * itemsize
             if end > len(data):
                 raise SLOError("corrupt window snapshot: truncated")
-            arrays.append(_load(array(code), data[offset:end]))
+            arrays.append(from_little_endian(code, data[offset:end]))
             offset = end
         if (first == _NONE) != (slots == 0):
             raise SLOError("corrupt window snapshot: inconsistent slots")
@@ -564,8 +566,9 @@ class Stream:
         return Counts(total - bad, bad)
 
 
-def _dump(values: array[int]) -> bytes:
-    """Little-endian bytes, whatever the machine (a state file may move between them)."""
+def little_endian(values: array[int]) -> bytes:
+    """An integer array's bytes, little-endian whatever the machine (a state file may move
+    between machines): the timelines' snapshots and the latency sketches' packed slots."""
     if sys.byteorder == "little" or values.itemsize == 1:
         return values.tobytes()
     swapped = array(values.typecode, values)
@@ -573,8 +576,9 @@ def _dump(values: array[int]) -> bytes:
     return swapped.tobytes()
 
 
-def _load(values: array[int], data: memoryview) -> array[int]:
-    """Append little-endian `data` to `values` (empty, of the right type) and return it."""
+def from_little_endian(typecode: str, data: bytes | memoryview) -> array[int]:
+    """The array of `typecode` that `little_endian` wrote as `data`."""
+    values = array(typecode)
     values.frombytes(data)
     if sys.byteorder != "little":
         values.byteswap()
