@@ -391,10 +391,6 @@ class Timeline:
         #: windows -> (the fine tier's, the coarse tier's): `bad_and_totals` splits once
         self._split: dict[tuple[int, ...], tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
-    @property
-    def retention(self) -> float:
-        return self.layout.retention / MICROS
-
     def add(self, timestamp: float, bad: Sequence[int] = ()) -> None:
         """Count one run at `timestamp`, bad for the indicators numbered in `bad`."""
         moment = micros(timestamp)
