@@ -1,5 +1,7 @@
 """The SLO engine's figures (issue #13), each beside the same workload on a baseline revision
-(default: the last commit before the per-journey timelines) in the same run.
+(default: the commit the "Lean" work of issue #13 resumed from) in the same run. Both sides
+run from copies taken when the bench starts (the baseline from git, this side from the
+working tree), so edits made while it runs do not mix into one side's figures.
 
 1. replay, 100 SLOs on one journey × 30 days at one run per 10 s (259,200 events; 50
    availability SLOs and 50 latency SLOs over 5 thresholds, objectives 99%..99.95%, 0.1% of
@@ -11,7 +13,8 @@
    workload of the issue's 33 ms: per SLO the counts of the default policies' windows and the
    30-day one, 4 policy verdicts, budget and burn rate, 30 days at one run per 15 s restored),
    and `Engine.evaluate` with every figure (the daemon's whole tick: statuses, signals, the
-   alert step; after a day of one-minute runs). Goal: <= 10 ms.
+   alert step; after a day of one-minute runs), and the daemon's whole tick: that plus what
+   the daemon does with the tick (notification plan, metrics, status board). Goal: <= 10 ms.
 4. the daemon's RSS: `prober run`, 1,000 journeys × 1/s against nginx, each with a 30-day SLO
    restored from a state file holding 30 days at one run per 15 s; RSS after 20 s. Goal:
    <= 150 MiB. (bench/anchors.py adds the percentile sketches' full-hour size to it.)
@@ -28,6 +31,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +42,9 @@ from io import BytesIO
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BASELINE = "8b335a4"
+#: What a worker runs: this script as copied when the bench started (see `copy_tree`).
+SCRIPT = Path(__file__).resolve()
+BASELINE = "22914f5"
 START = 1_790_000_040.0
 DAY = 86400.0
 
@@ -112,9 +118,14 @@ def replay_worker(kind: str, windows: str) -> dict[str, float]:
     return {"seconds": seconds, "peak_mib": peak, "transitions": count}
 
 
-def evaluate_worker() -> dict[str, float]:
+def evaluate_worker(whole: bool = False) -> dict[str, float]:
+    """`Engine.evaluate` alone, or (`whole`) with what the daemon's `evaluate` does with the
+    tick besides the state file's write: the notification plan, the metrics, the status."""
     from prober.config import parse_config
+    from prober.metrics import ProberMetrics
+    from prober.notify.service import NotificationService
     from prober.slos import engine_spec
+    from prober.status import StatusBoard
     from slo.engine import Engine, Event
 
     text = ["service: bench", "journeys:"]
@@ -123,7 +134,14 @@ def evaluate_worker() -> dict[str, float]:
     text += [
         f"  - {{name: s{i}, journey: j{i}, objective: 99.9%, window: 30d}}" for i in range(1000)
     ]
-    engine = Engine(engine_spec(parse_config("\n".join(text) + "\n")))
+    config = parse_config("\n".join(text) + "\n")
+    engine = Engine(engine_spec(config))
+    metrics = ProberMetrics("bench")
+    metrics.configure(config)
+    metrics.configure_slos((slo.name, slo.objective) for slo in config.slos)
+    board = StatusBoard(config.service)
+    board.configure(config.service, {journey.name: 60.0 for journey in config.journeys})
+    notify = NotificationService(metrics, publish=board.record_notifiers)
     rng = random.Random(3)
     now = START
     for minute in range(1440):
@@ -138,7 +156,11 @@ def evaluate_worker() -> dict[str, float]:
             for i in range(1000):
                 engine.record(Event(now + 30.0 * tick - 1.0, f"j{i}", rng.random() > 0.002))
         began = time.perf_counter()
-        engine.evaluate(now + 30.0 * tick)
+        result = engine.evaluate(now + 30.0 * tick)
+        if whole:
+            notify.plan(result, engine.annotations)
+            metrics.observe_tick(result)
+            board.record_tick(result, engine.annotations)
         times.append(time.perf_counter() - began)
     return {"ms": statistics.median(times) * 1000}
 
@@ -246,7 +268,7 @@ def state_file_worker(path: str, journeys: int = 1000) -> dict[str, float]:
 def worker(source: Path, *arguments: str) -> dict[str, float]:
     environment = {**os.environ, "PYTHONPATH": str(source)}
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", *arguments],
+        [sys.executable, str(SCRIPT), "--worker", *arguments],
         capture_output=True,
         text=True,
         env=environment,
@@ -275,6 +297,13 @@ def daemon_rss(source: Path) -> float:
             os.environ.pop("PYTHONPATH")
 
 
+def copy_tree(folder: Path) -> Path:
+    """This working tree's code as it is now (others may be editing it while the bench runs)."""
+    for part in ("prober", "slo", "bench"):
+        shutil.copytree(REPO / part, folder / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
 def checkout(revision: str, folder: Path) -> Path:
     archive = subprocess.run(
         ["git", "archive", revision, "prober", "slo", "bench"],
@@ -299,8 +328,8 @@ def main() -> None:
         result = (
             replay_worker(rest[0], rest[1])
             if kind == "replay"
-            else evaluate_worker()
-            if kind == "evaluate"
+            else evaluate_worker(whole=kind == "tick")
+            if kind in ("evaluate", "tick")
             else store_worker()
             if kind == "store"
             else state_file_worker(rest[0])
@@ -308,8 +337,15 @@ def main() -> None:
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as folder:
-        old = checkout(args.baseline, Path(folder))
-        sides = {"now": REPO, f"baseline {args.baseline}": old}
+        (Path(folder) / "now").mkdir()
+        (Path(folder) / "old").mkdir()
+        global SCRIPT
+        now = copy_tree(Path(folder) / "now")
+        SCRIPT = now / "bench" / Path(__file__).name
+        sides = {
+            "now": now,
+            f"baseline {args.baseline}": checkout(args.baseline, Path(folder) / "old"),
+        }
 
         measured: dict[tuple[str, ...], list[dict[str, float]]] = {}
 
@@ -338,15 +374,16 @@ def main() -> None:
             ),
             ("window counts + verdicts, 1,000 SLOs x 4 policies: ms", ("store",), "ms"),
             ("Engine.evaluate with every figure, 1,000 SLOs: ms", ("evaluate",), "ms"),
+            ("the daemon's whole tick (+ notify, metrics, status): ms", ("tick",), "ms"),
         ]
         print(f"median of {args.runs} fresh processes per figure; baseline = {args.baseline}")
         for label, arguments, key in rows:
             figures = []
             for name, source in sides.items():
-                if "daemon" in arguments and name != "now":
-                    figures.append(f"{name}: (no daemon mode)")
-                    continue
-                figures.append(f"{name}: {median(source, *arguments, key=key):.2f}")
+                try:
+                    figures.append(f"{name}: {median(source, *arguments, key=key):.2f}")
+                except subprocess.CalledProcessError:  # a baseline without this workload
+                    figures.append(f"{name}: (cannot run it)")
             print(f"{label:52} " + "   ".join(figures), flush=True)
         if not args.skip_daemon:
             figures = [f"{name}: {daemon_rss(source):.1f}" for name, source in sides.items()]

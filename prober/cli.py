@@ -3,7 +3,10 @@
 Exit codes: 0 success; 1 a journey failed or a gate was missed; 2 a config or usage
 error (printed as `path: message`, never a traceback). Every flag has a `PROBER_*`
 environment twin (`--base-url` ↔ `PROBER_BASE_URL`, `--journey` ↔ `PROBER_JOURNEY`
-as a comma-separated list); a flag on the command line wins.
+as a comma-separated list); a flag on the command line wins. A twin is checked like its
+flag, but only by the commands that have the flag: a malformed one is a usage error naming
+the variable. A usage error is one line on stderr (`prober COMMAND: what is wrong`), no
+usage text: `prober COMMAND --help` has that.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from prober.errors import ConfigError, StateError, UsageError
 from prober.redaction import redact
@@ -22,7 +26,76 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"PROBER_{name}", default)
+    value = os.environ.get(f"PROBER_{name}")
+    return default if value is None else _EnvValue(value, f"PROBER_{name}")
+
+
+class _EnvValue(str):
+    """A default taken from the environment: remembers its variable for error messages."""
+
+    variable: str
+
+    def __new__(cls, value: str, variable: str) -> _EnvValue:
+        text = super().__new__(cls, value)
+        text.variable = variable
+        return text
+
+
+def _checked(kind: str, convert: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse `type=` that converts a flag's value or its env twin's (argparse
+    converts a string default too), naming the variable when the twin is wrong."""
+
+    def check(text: str) -> object:
+        try:
+            return convert(text)
+        except ValueError as error:
+            detail = str(error) or f"expected {kind}, got {text!r}"
+            if isinstance(text, _EnvValue):
+                raise argparse.ArgumentTypeError(f"{text.variable}: {detail}") from None
+            raise argparse.ArgumentTypeError(detail) from None
+
+    check.__name__ = kind
+    return check
+
+
+def _integer(minimum: int) -> Callable[[str], object]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return _checked("a whole number", convert)
+
+
+def _one_of(*choices: str) -> Callable[[str], object]:
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+
+    return _checked("one of " + ", ".join(choices), convert)
+
+
+def _duration(text: str) -> float:
+    from prober.units import parse_duration
+
+    return parse_duration(text)
+
+
+def _listen(text: str) -> tuple[str, int]:
+    from prober.server import parse_listen
+
+    return parse_listen(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, no usage text (`--help` has it)."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {redact(message)}\n")
 
 
 def _prober_version() -> str:
@@ -41,7 +114,7 @@ class _VersionAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="prober",
         description="Synthetic journey probing and SLO evaluation.",
     )
@@ -73,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_once.add_argument(
         "--iterations",
-        type=int,
-        default=int(_env("ITERATIONS", "1") or 1),
+        type=_integer(1),
+        default=_env("ITERATIONS", "1"),
         metavar="N",
         help="runs of each journey (PROBER_ITERATIONS)",
     )
@@ -122,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     _daemon_flags(demo, default_listen=_env("LISTEN", "127.0.0.1:9469") or "127.0.0.1:9469")
     demo.add_argument(
         "--api-port",
-        type=int,
-        default=int(_env("API_PORT", "0") or 0),
+        type=_integer(0),
+        default=_env("API_PORT", "0"),
         metavar="PORT",
         help="sample API port (default: a free one) (PROBER_API_PORT)",
     )
@@ -148,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--windows",
-        choices=("exact", "daemon"),
+        type=_one_of("exact", "daemon"),
+        metavar="{exact,daemon}",
         default=_env("WINDOWS", "exact"),
         help="exact: DESIGN's definition, every event kept (default); daemon: the bounded "
         "timelines `prober run` keeps, to backtest what the daemon would do (PROBER_WINDOWS)",
@@ -166,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(rules)
     rules.add_argument(
         "--format",
-        choices=("prometheus", "prometheusrule"),
+        type=_one_of("prometheus", "prometheusrule"),
+        metavar="{prometheus,prometheusrule}",
         default=_env("FORMAT", "prometheus"),
         dest="rule_format",
         help="a rule file (default) or a Prometheus Operator PrometheusRule (PROBER_FORMAT)",
@@ -217,28 +292,60 @@ def _output_flag(sub: argparse.ArgumentParser) -> None:
 def _daemon_flags(sub: argparse.ArgumentParser, *, default_listen: str) -> None:
     sub.add_argument(
         "--listen",
+        type=_checked("HOST:PORT", _listen),
         default=default_listen,
         metavar="HOST:PORT",
         help=f"serve /metrics and status here (default {default_listen}) (PROBER_LISTEN)",
     )
     sub.add_argument(
         "--log-format",
-        choices=("json", "text"),
+        type=_one_of("json", "text"),
+        metavar="{json,text}",
         default=_env("LOG_FORMAT", "json"),
         help="json lines (default) or text for people (PROBER_LOG_FORMAT)",
     )
     sub.add_argument(
         "--log-level",
-        choices=("debug", "info", "warning", "error"),
+        type=_one_of("debug", "info", "warning", "error"),
+        metavar="{debug,info,warning,error}",
         default=_env("LOG_LEVEL", "info"),
         help="(PROBER_LOG_LEVEL)",
     )
     sub.add_argument(
         "--grace",
+        type=_checked("a duration", _duration),
         default=_env("GRACE", "10s"),
         metavar="DURATION",
         help="how long in-flight runs may finish at shutdown (PROBER_GRACE)",
     )
+    sub.add_argument(
+        "--max-connections",
+        type=_integer(1),
+        default=_env("MAX_CONNECTIONS", str(DEFAULT_MAX_CONNECTIONS)),
+        metavar="N",
+        help="connections the endpoints serve at once; more are closed "
+        f"(default {DEFAULT_MAX_CONNECTIONS}) (PROBER_MAX_CONNECTIONS)",
+    )
+    sub.add_argument(
+        "--read-timeout",
+        type=_checked("a duration", _positive_duration),
+        default=_env("READ_TIMEOUT", f"{DEFAULT_READ_TIMEOUT:g}s"),
+        metavar="DURATION",
+        help="time a connection has to send each request head, and for each write "
+        f"(default {DEFAULT_READ_TIMEOUT:g}s) (PROBER_READ_TIMEOUT)",
+    )
+
+
+# Kept in step with prober.server (pinned by a test), which is not imported for --help.
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_READ_TIMEOUT = 10.0
+
+
+def _positive_duration(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise ValueError(f"must be a positive duration, got {text!r}")
+    return seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -287,8 +394,6 @@ def _run_once(args: argparse.Namespace) -> int:
     from prober.run_once import RunOnceOptions, run_once
     from prober.units import parse_duration
 
-    if args.iterations < 1:
-        raise UsageError("--iterations must be at least 1")
     wait_ready = None
     if args.wait_ready:
         try:
@@ -329,8 +434,6 @@ def _replay(args: argparse.Namespace) -> int:
             f"prober: skipping events of journeys not in the config: {', '.join(unknown)}",
             file=sys.stderr,
         )
-    if args.windows not in ("exact", "daemon"):  # from PROBER_WINDOWS, which argparse skips
-        raise UsageError(f"--windows: expected exact or daemon, got {args.windows!r}")
     restart_every = None
     if args.restart_every is not None:
         try:
@@ -377,10 +480,9 @@ def _rules(args: argparse.Namespace) -> int:
     from prober.slos import engine_spec
     from slo.promrules import generate_rules, render_inhibit_rules, render_rules
 
-    if args.rule_format not in ("prometheus", "prometheusrule"):  # PROBER_FORMAT is not checked
-        raise UsageError(f"--format must be prometheus or prometheusrule, got {args.rule_format!r}")
     if args.inhibit_rules and args.rule_format != "prometheus":
         raise UsageError("--inhibit-rules writes an Alertmanager snippet: it takes no --format")
+    _check_output(args.output)
     spec = engine_spec(load_config(args.config))
     if args.inhibit_rules:
         return _write_output(args.output, render_inhibit_rules(spec))
@@ -399,8 +501,17 @@ def _dashboard(args: argparse.Namespace) -> int:
     from prober.slos import engine_spec
     from slo.dashboard import generate_dashboard, render_dashboard
 
+    _check_output(args.output)
     spec = engine_spec(load_config(args.config))
     return _write_output(args.output, render_dashboard(generate_dashboard(spec)))
+
+
+def _check_output(path: str | None) -> None:
+    """An unwritable `--output` is refused before anything is generated or printed."""
+    from prober.run_once import check_report_path
+
+    if path is not None:
+        check_report_path("--output", path)
 
 
 def _write_output(path: str | None, text: str) -> int:
@@ -418,17 +529,9 @@ def _write_output(path: str | None, text: str) -> int:
 
 
 def _daemon_settings(args: argparse.Namespace) -> tuple[tuple[str, int], float]:
-    from prober.server import parse_listen
-    from prober.units import parse_duration
-
-    try:
-        listen = parse_listen(args.listen)
-    except ValueError as error:
-        raise UsageError(f"--listen: {error}") from None
-    try:
-        grace = parse_duration(args.grace)
-    except ValueError as error:
-        raise UsageError(f"--grace: {error}") from None
+    """`--listen` and `--grace`, converted (and checked) by the parser."""
+    listen: tuple[str, int] = args.listen
+    grace: float = args.grace
     return listen, grace
 
 
@@ -448,6 +551,8 @@ def _run(args: argparse.Namespace) -> int:
         grace=grace,
         version=_prober_version(),
         state_path=args.state or config.state_path,
+        max_connections=args.max_connections,
+        read_timeout=args.read_timeout,
     )
     return eventloop.run(daemon.run())
 
@@ -468,7 +573,12 @@ def _demo(args: argparse.Namespace) -> int:
         faults = dict(parse_fault_spec(spec) for spec in args.fault)
     except ValueError as error:
         raise UsageError(f"--fault: {error}") from None
-    api = SampleAPI(port=args.api_port, faults=faults).start()
+    try:
+        api = SampleAPI(port=args.api_port, faults=faults).start()
+    except OSError as error:
+        raise UsageError(
+            f"--api-port: cannot listen on 127.0.0.1:{args.api_port}: {error.strerror or error}"
+        ) from None
     try:
         os.environ["PROBER_TARGET__BASE_URL"] = api.url
         os.environ.setdefault("DEMO_PASSWORD", DEFAULT_PASSWORD)
@@ -484,6 +594,8 @@ def _demo(args: argparse.Namespace) -> int:
             grace=grace,
             version=_prober_version(),
             state_path=os.path.join(state, "prober-state.db"),
+            max_connections=args.max_connections,
+            read_timeout=args.read_timeout,
         )
         host = "127.0.0.1" if listen[0] in ("0.0.0.0", "") else listen[0]
         print(

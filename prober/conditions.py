@@ -30,7 +30,9 @@ operators (and `==`, to explain a failure) say "not a number".
 
 Conditions are parsed once, at config load (`parse_condition` raises
 `ConditionSyntaxError` naming what is wrong), and evaluated per response as a pure
-function of (condition, response). A failed evaluation is data: a `Check` with the
+function of (condition, response) — the one impurity being that a shown value is
+masked (`prober.redaction`) before it is cut to `_VALUE_SHOWN_CHARS`, so that no secret
+straddles the cut. A failed evaluation is data: a `Check` with the
 resolved value in its message (`expected status == 200, got 503`) — what a person
 reading a failure needs. A value that cannot be read (invalid JSON, a header that is
 not a number) fails the condition and says so; it is never read as 0 — nor as absent:
@@ -50,6 +52,7 @@ import jsonpath_rfc9535
 import yaml
 from jsonpath_rfc9535.selectors import SliceSelector, WildcardSelector
 
+from prober.redaction import redact
 from prober.units import parse_duration
 
 __all__ = [
@@ -522,6 +525,7 @@ def _show(value: Any, kind: str) -> str:
             shown = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         except (TypeError, ValueError):
             shown = repr(value)
+    shown = redact(shown)  # before the cut: a secret straddling it would keep its start
     if len(shown) > _VALUE_SHOWN_CHARS:
         shown = shown[: _VALUE_SHOWN_CHARS - 1] + "…"
     return shown

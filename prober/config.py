@@ -16,6 +16,9 @@ Decisions where DESIGN.md is silent:
 - Duplicate keys in a YAML mapping are an error (PyYAML would silently keep the last).
 - An unset `${env.X}`/`${secret.X}` is not a config error — `validate` runs in CI
   without the secrets — but a run-time step failure with reason `template`.
+- A capture is secret when marked (`capture: {token: {from: json.token, secret: true}}`)
+  or when a step sends it as a credential (`Step.credential_captures`); a threshold rule
+  on a secret capture is a config error, as its values are never kept.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -56,6 +60,8 @@ from prober.conditions import (
     parse_subject,
 )
 from prober.errors import ConfigError, ConfigIssue
+from prober.http._proxies import check_proxy_url
+from prober.http._resolver import check_nameserver
 from prober.redaction import register_secret
 from prober.templates import (
     Template,
@@ -70,8 +76,10 @@ from slo.policies import PolicySpec, burn_rate_threshold
 from slo.rules import RuleExpression, RuleSyntaxError, parse_rule_expression
 
 __all__ = [
+    "CREDENTIAL_NAME",
     "DEFAULT_BASE_URL",
     "DEFAULT_USER_AGENT",
+    "Capture",
     "Defaults",
     "Gates",
     "Journey",
@@ -154,6 +162,39 @@ def _as_subject(value: object) -> Subject:
         raise ValueError(str(error)) from None
 
 
+@dataclass(frozen=True)
+class Capture:
+    """One `capture:` entry: what it reads, and whether its value is a secret (masked in
+    every output, never written to the state file or `export`)."""
+
+    subject: Subject
+    secret: bool = False
+
+
+def _as_capture(value: object) -> Capture:
+    if isinstance(value, Capture):
+        return value
+    if isinstance(value, dict):
+        unknown = sorted(str(key) for key in value if key not in ("from", "secret"))
+        if unknown or "from" not in value:
+            raise ValueError(
+                f"a capture is a subject like 'json.data.id' or {{from: SUBJECT, secret: true}}"
+                f", got keys {sorted(map(str, value))}"
+            )
+        secret = value.get("secret", False)
+        if not isinstance(secret, bool):
+            raise ValueError(f"'secret' must be true or false, got {secret!r}")
+        return Capture(_as_subject(value["from"]), secret)
+    return Capture(_as_subject(value))
+
+
+#: Header, query and JSON names whose value is a credential: a capture used in one is
+#: a secret capture even when not marked so (`Journey.secret_captures`).
+CREDENTIAL_NAME = re.compile(
+    r"auth|cookie|token|secret|passw|pwd|api[-_]?key|session|credential|signature", re.I
+)
+
+
 def _as_template(value: object) -> Template:
     if isinstance(value, Template):
         return value
@@ -172,6 +213,7 @@ def _as_template_value(value: object) -> Any:
         raise ValueError(str(error)) from None
 
 
+CaptureField = Annotated[Capture, PlainValidator(_as_capture)]
 ConditionField = Annotated[Condition, PlainValidator(_as_condition)]
 SubjectField = Annotated[Subject, PlainValidator(_as_subject)]
 TemplateField = Annotated[Template, PlainValidator(_as_template)]
@@ -186,18 +228,193 @@ class Model(BaseModel):
     )
 
 
+def _env_or_secret_template(value: object) -> str:
+    """A setting read once, not per run (a notifier's, a credential, a proxy): literal
+    text, or `${env.NAME}` / `${secret.NAME}`. The value itself is never echoed: it may be
+    a secret."""
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    try:
+        template = compile_template(value)
+    except TemplateSyntaxError:
+        raise ValueError(
+            "malformed ${...}: only ${env.NAME} and ${secret.NAME} work here"
+        ) from None
+    if any(variable.kind not in ("env", "secret") for variable in template.variables()):
+        raise ValueError("only ${env.NAME} and ${secret.NAME} can be used in this setting")
+    return value
+
+
+def _check_url_template(value: str) -> str:
+    """A URL, checked now when it is written out (a `${...}` one when it is read)."""
+    if "${" not in value and not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _url_template(value: object) -> str:
+    return _check_url_template(_env_or_secret_template(value))
+
+
+def _url_templates(value: object) -> tuple[str, ...]:
+    """One URL or a list of them, as a tuple; an error names the bad item."""
+    if isinstance(value, str):
+        return (_url_template(value),)
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError("expected a URL or a non-empty list of URLs")
+    urls = []
+    for index, item in enumerate(value):
+        try:
+            urls.append(_url_template(item))
+        except ValueError as error:
+            raise ValueError(f"[{index}] {error}") from None
+    return tuple(urls)
+
+
+SettingTemplate = Annotated[str, PlainValidator(_env_or_secret_template)]
+UrlTemplate = Annotated[str, PlainValidator(_url_template)]
+UrlTemplates = Annotated[tuple[str, ...], PlainValidator(_url_templates)]
+
+
+def _proxy_template(value: object) -> str:
+    return check_proxy_url(_env_or_secret_template(value))
+
+
+ProxyTemplate = Annotated[str, PlainValidator(_proxy_template)]
+
+
+class TlsOptions(Model):
+    """`tls:` of a target or a notifier. A key or certificate file rotated on disk (a
+    Kubernetes Secret) is picked up by the next run; `key_password` is a secret."""
+
+    ca_file: ExistingFile | None = None
+    cert_file: ExistingFile | None = None
+    key_file: ExistingFile | None = None
+    key_password: SettingTemplate | None = None
+    server_name: str | None = None
+    min_version: Literal["TLS1.0", "TLS1.1", "TLS1.2", "TLS1.3"] | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _key_needs_certificate(self) -> TlsOptions:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file (the client certificate)")
+        if self.key_password is not None and self.cert_file is None:
+            raise ValueError("key_password needs cert_file and key_file")
+        return self
+
+
+class BasicAuth(Model):
+    username: SettingTemplate
+    password: SettingTemplate
+
+
+def _scopes(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ValueError("scopes: a list of strings, or one space-separated string")
+
+
+class OAuth2ClientCredentials(Model):
+    """OAuth 2.0 client credentials: a token from `token_url`, cached across runs and
+    fetched again before it expires."""
+
+    token_url: UrlTemplate
+    client_id: SettingTemplate
+    client_secret: SettingTemplate
+    scopes: Annotated[tuple[str, ...], BeforeValidator(_scopes)] = ()
+    client_auth: Literal["header", "body"] = "header"
+
+
+class Auth(Model):
+    """`auth:` of a target or a step: exactly one of `basic`, `bearer`, `oauth2`. It sets
+    the `Authorization` header, unless the step sets that header itself."""
+
+    basic: BasicAuth | None = None
+    bearer: SettingTemplate | None = None
+    oauth2: OAuth2ClientCredentials | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Auth:
+        chosen = [name for name in ("basic", "bearer", "oauth2") if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                "set exactly one of basic, bearer, oauth2"
+                + (f" (got {', '.join(chosen)})" if chosen else "")
+            )
+        return self
+
+
 class Target(Model):
+    """`base_url` may hold `${env.NAME}` / `${secret.NAME}`, and `headers` any template but
+    a capture (they are sent by every step, also before anything is captured); both are
+    rendered per run, so an unset variable fails the run with reason `template`."""
+
     base_url: str = DEFAULT_BASE_URL
-    tls_verify: bool = True
-    tls_ca_file: ExistingFile | None = None
-    headers: dict[str, str] = Field(default_factory=lambda: {"User-Agent": DEFAULT_USER_AGENT})
+    tls_verify: bool = True  # shorthand: false is tls.insecure_skip_verify
+    tls_ca_file: ExistingFile | None = None  # shorthand for tls.ca_file
+    tls: TlsOptions | None = None
+    headers: dict[str, TemplateField] = Field(
+        default_factory=lambda: {"User-Agent": compile_template(DEFAULT_USER_AGENT)}
+    )
+    #: Unset: the environment's HTTPS_PROXY / HTTP_PROXY / NO_PROXY; "": no proxy.
+    proxy_url: ProxyTemplate | None = None
+    http2: bool = False
+    ip_protocol: Literal["auto", "ip4", "ip6"] = "auto"
+    ip_protocol_fallback: bool = True
+    auth: Auth | None = None
+    #: auto: offer gzip, deflate, br and zstd; none: ask for identity. A compressed
+    #: response is decoded either way.
+    compression: Literal["auto", "none"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_tls_spelling(self) -> Target:
+        if self.tls is not None and (self.tls_ca_file is not None or not self.tls_verify):
+            raise ValueError(
+                "set TLS in one place: tls.ca_file / tls.insecure_skip_verify, or the"
+                " shorthands tls_ca_file / tls_verify, not both"
+            )
+        return self
+
+    def tls_options(self) -> TlsOptions:
+        """The TLS settings, the shorthands folded in."""
+        if self.tls is not None:
+            return self.tls
+        return TlsOptions(ca_file=self.tls_ca_file, insecure_skip_verify=not self.tls_verify)
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        if "${" in value:
+            try:
+                template = compile_template(value)
+            except TemplateSyntaxError as error:
+                raise ValueError(str(error)) from None
+            if any(variable.kind not in ("env", "secret") for variable in template.variables()):
+                raise ValueError("only ${env.NAME} and ${secret.NAME} can be used in base_url")
         return value.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _no_captures(cls, value: dict[str, Template]) -> dict[str, Template]:
+        for name, header in value.items():
+            if any(variable.kind == "capture" for variable in header.variables()):
+                raise ValueError(
+                    f"{name}: a target header cannot use a capture (it is sent by every step,"
+                    " before anything is captured): set it on the steps that need it"
+                )
+        return value
+
+
+class ResolverOptions(Model):
+    """`resolver:`: where probes look names up (`prober.http._resolver`). By default the system's
+    nameservers; `/etc/hosts`, search domains and ndots apply either way."""
+
+    nameservers: tuple[Annotated[str, AfterValidator(check_nameserver)], ...] = ()
 
 
 class Defaults(Model):
@@ -230,10 +447,13 @@ class Step(Model):
     json_body: TemplateValue = Field(None, alias="json")
     body: TemplateField | None = None
     expect: tuple[ConditionField, ...] = ()
-    capture: dict[Name, SubjectField] = Field(default_factory=dict)
+    capture: dict[Name, CaptureField] = Field(default_factory=dict)
     timeout: Duration | None = Field(None, gt=0)
     follow_redirects: bool | None = None
     max_body_size: Size | None = None
+    http2: bool | None = None  # None: the target's
+    auth: Auth | None = None  # None: the target's
+    compression: Literal["auto", "none"] | None = None  # None: the target's
 
     @field_validator("method")
     @classmethod
@@ -279,6 +499,25 @@ class Step(Model):
         if self.body is not None:
             yield "body", self.body
 
+    def credential_captures(self) -> Iterator[str]:
+        """The captures this step sends as credentials: used in a header, query parameter
+        or JSON member whose name is a credential's (`CREDENTIAL_NAME`: Authorization,
+        Cookie, X-Api-Key, access_token, …), or in a value that also holds a `${secret.X}`."""
+        named = [(name, value) for name, value in self.headers.items()]
+        named += list(self.query.items())
+        named += [("url", self.url)] + ([("body", self.body)] if self.body is not None else [])
+        pending: list[tuple[str, Any]] = [*named, ("json", self.json_body)]
+        while pending:
+            name, value = pending.pop()
+            if isinstance(value, dict):
+                pending.extend((str(key), item) for key, item in value.items())
+            elif isinstance(value, list):
+                pending.extend((name, item) for item in value)
+            elif isinstance(value, Template):
+                variables = list(value.variables())
+                if CREDENTIAL_NAME.search(name) or any(v.kind == "secret" for v in variables):
+                    yield from (v.name for v in variables if v.kind == "capture")
+
 
 class Journey(Model):
     name: Name
@@ -297,6 +536,11 @@ class Journey(Model):
 
     def keep_alive_or(self, defaults: Defaults) -> bool:
         return self.keep_alive if self.keep_alive is not None else defaults.keep_alive
+
+    def secret_captures(self) -> frozenset[str]:
+        """Captures marked `secret: true`, and those a later step sends as a credential."""
+        marked = {name for step in self.steps for name, c in step.capture.items() if c.secret}
+        return frozenset(marked.union(*(step.credential_captures() for step in self.steps)))
 
 
 class LatencyIndicator(Model):
@@ -426,53 +670,6 @@ DEFAULT_FLAP_WINDOW = 3600.0
 DEFAULT_FLAP_SETTLE = 1800.0
 
 
-def _env_or_secret_template(value: object) -> str:
-    """A notifier setting: literal text, or `${env.NAME}` / `${secret.NAME}` (read when the
-    daemon builds the notifier). The value itself is never echoed: it may be a secret."""
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    try:
-        template = compile_template(value)
-    except TemplateSyntaxError:
-        raise ValueError(
-            "malformed ${...}: only ${env.NAME} and ${secret.NAME} work here"
-        ) from None
-    if any(variable.kind not in ("env", "secret") for variable in template.variables()):
-        raise ValueError("only ${env.NAME} and ${secret.NAME} can be used in a notifier setting")
-    return value
-
-
-def _check_url_template(value: str) -> str:
-    """A URL, checked now when it is written out (a `${...}` one when it is read)."""
-    if "${" not in value and not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError("must be an http:// or https:// URL")
-    return value
-
-
-def _url_template(value: object) -> str:
-    return _check_url_template(_env_or_secret_template(value))
-
-
-def _url_templates(value: object) -> tuple[str, ...]:
-    """One URL or a list of them, as a tuple; an error names the bad item."""
-    if isinstance(value, str):
-        return (_url_template(value),)
-    if not isinstance(value, list | tuple) or not value:
-        raise ValueError("expected a URL or a non-empty list of URLs")
-    urls = []
-    for index, item in enumerate(value):
-        try:
-            urls.append(_url_template(item))
-        except ValueError as error:
-            raise ValueError(f"[{index}] {error}") from None
-    return tuple(urls)
-
-
-SettingTemplate = Annotated[str, PlainValidator(_env_or_secret_template)]
-UrlTemplate = Annotated[str, PlainValidator(_url_template)]
-UrlTemplates = Annotated[tuple[str, ...], PlainValidator(_url_templates)]
-
-
 class FlapHold(Model):
     """More than `max_changes` state changes of one alert within `window`: further changes
     are held (not sent) until the alert keeps one state for `settle`, then summarised."""
@@ -493,6 +690,8 @@ class _Notifier(Model):
     dead_letter_after: Duration = Field(DEFAULT_DEAD_LETTER_AFTER, gt=0)
     tls_verify: bool = True
     tls_ca_file: ExistingFile | None = None
+    #: Unset: the environment's HTTPS_PROXY / HTTP_PROXY / NO_PROXY; "": no proxy.
+    proxy_url: ProxyTemplate | None = None
 
     def name_or_type(self) -> str:
         return self.name or str(getattr(self, "type", ""))
@@ -596,6 +795,7 @@ class ProberConfig(BaseSettings):
 
     service: Name = "service"
     target: Target = Field(default_factory=Target)
+    resolver: ResolverOptions = Field(default_factory=ResolverOptions)
     defaults: Defaults = Field(default_factory=Defaults)
     state_path: str = DEFAULT_STATE_PATH
     #: A URL outside the target (e.g. a public health endpoint) checked when a run fails:
@@ -764,6 +964,7 @@ def parse_config(text: str, source: str = "<config>") -> ProberConfig:
         issues.extend(error.issues)
     if config is not None:
         issues.extend(_policy_limit_issues(config))
+        issues.extend(_secret_capture_rule_issues(config))
     if issues or config is None:
         raise ConfigError(sorted(set(issues), key=_issue_order))
     _register_secrets(config, os.environ)
@@ -828,6 +1029,19 @@ def _policy_limit_issues(config: ProberConfig) -> Iterator[ConfigIssue]:
                 )
 
 
+def _secret_capture_rule_issues(config: ProberConfig) -> Iterator[ConfigIssue]:
+    """A threshold rule cannot read a secret capture: its values are never kept."""
+    secret = {journey.name: journey.secret_captures() for journey in config.journeys}
+    for index, rule in enumerate(config.alerting.rules):
+        capture = rule.when.capture
+        if capture is not None and capture in secret.get(rule.journey, ()):
+            yield ConfigIssue(
+                f"alerting.rules[{index}].when",
+                f"capture {capture!r} of journey {rule.journey!r} is a secret (marked so, or"
+                " sent as a credential): its values are never kept, so no rule can read them",
+            )
+
+
 def _issue_order(issue: ConfigIssue) -> tuple[Any, ...]:
     """Issues in the order their paths appear, numbers compared as numbers."""
     return tuple(
@@ -851,6 +1065,13 @@ def _register_secrets(config: ProberConfig, environ: Mapping[str, str]) -> None:
                     for variable in compile_template(text).variables():
                         if variable.kind == "secret" and variable.name in environ:
                             register_secret(environ[variable.name])
+    target = [*config.target.headers.values()]
+    if "${" in config.target.base_url:
+        target.append(compile_template(config.target.base_url))
+    for value in target:
+        for variable in variables_in(value):
+            if variable.kind == "secret" and variable.name in environ:
+                register_secret(environ[variable.name])
     for journey in config.journeys:
         for step in journey.steps:
             for _, value in step.templates():

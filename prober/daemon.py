@@ -11,6 +11,8 @@
 - **Inconclusive runs**: with `connectivity_check` set, a failed run is followed by a GET
   of that URL (cached 5 s); if it fails too, the prober's own network is down: the run is
   kept out of every SLI and rule, counted in `prober_inconclusive_runs_total`, and logged.
+  So is a run that failed on the prober's own setup (`results.SETUP_FAULTS`: an unset
+  `${env.X}`, an unreadable CA file), which says nothing about the target.
 - **State** (`--state` or `state_path`, SQLite, see `prober.store`): runs of journeys that
   an SLO or rule watches are written every second, window snapshots, alert states and last
   reports every minute (and alert states at every transition), at shutdown too; start-up
@@ -25,9 +27,11 @@
   shutdown the senders get up to `grace` seconds to deliver what is queued; what is left
   stays in the state file for the next start.
 - **Event-loop lag** is measured by a task that wakes every `LAG_TICK` seconds and
-  notes how late it woke. A run that overlapped a lag spike above `LAG_SPIKE` is marked
-  (`lag_affected` in its log line and status, `prober_lag_affected_runs_total`): latency
-  the prober caused itself is never silently blamed on the API.
+  notes how late it woke. A run that overlapped a lag spike above `LAG_SPIKE`, or a render
+  of the server's (which holds the interpreter lock on another thread, and shows as loop
+  lag only coarsely), is marked (`lag_affected` in its log line and status,
+  `prober_lag_affected_runs_total`): latency the prober caused itself is never silently
+  blamed on the API.
 """
 
 from __future__ import annotations
@@ -45,19 +49,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prober.config import Journey, ProberConfig, load_config
-from prober.errors import ConfigError, StateError
+from prober.errors import ConfigError, StateError, UsageError
 from prober.http import HttpClient, HttpRequest, HttpResponse
 from prober.journey import JourneyRunner
 from prober.logs import LOGGER, log_run
 from prober.metrics import ProberMetrics
 from prober.notify import Channel, NotificationService, build_channels
 from prober.ratelimit import HostRateLimits
-from prober.results import RunResult
+from prober.results import SETUP_FAULTS, RunResult
 from prober.scheduler import Scheduler
-from prober.server import StatusServer
+from prober.server import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, StatusServer
 from prober.slos import engine_spec, event_from_run
 from prober.status import StatusBoard, render_page
 from prober.store import StateStore
+from prober.wiring import build_runner
 from slo.budget import SLOError
 from slo.engine import Checkpoint, Engine
 from slo.windows import Timeline, tick_at_or_before
@@ -67,8 +72,10 @@ __all__ = ["DEFAULT_GRACE", "DEFAULT_LISTEN", "Daemon", "LagMonitor"]
 DEFAULT_LISTEN = ("0.0.0.0", 9469)
 DEFAULT_GRACE = 10.0
 RELOAD_POLL = 2.0
-LAG_TICK = 0.1
-LAG_SPIKE = 0.05
+# Sampled finely: the monitor's wake-up is a timer and a subtraction, and a 20 ms stall
+# must not hide between samples when the canary it delays takes 1 ms.
+LAG_TICK = 0.01
+LAG_SPIKE = 0.01
 CONNECTIVITY_CACHE = 5.0
 FLUSH_INTERVAL = 1.0  # seconds between writes of buffered runs: what kill -9 may lose
 SNAPSHOT_EVERY = 60  # flushes between window snapshots
@@ -78,34 +85,56 @@ GC_THRESHOLD_GEN0 = 50_000
 
 
 class LagMonitor:
-    """How late the event loop wakes up; remembers recent spikes to mark affected runs."""
+    """How late the event loop wakes up, and when the prober's other threads were busy
+    (`busy`, e.g. the server rendering /metrics): remembers both to mark affected runs."""
 
-    def __init__(self, on_lag: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_lag: Callable[[float], None] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.spikes: deque[tuple[float, float]] = deque(maxlen=256)  # (end, lag) in monotonic s
+        # (start, end) of work on other threads; appended there, read here: a deque's append
+        # and tuple() copy are atomic under the interpreter lock.
+        self.busy_spans: deque[tuple[float, float]] = deque(maxlen=256)
         self.worst_recent = 0.0
         self._on_lag = on_lag
+        self._clock = clock
+        self._last_wakeup = clock()
+        self._window_start, self._worst = self._last_wakeup, 0.0
 
     async def run(self) -> None:
-        window_start, worst = time.monotonic(), 0.0
         while True:
-            expected = time.monotonic() + LAG_TICK
+            expected = self._clock() + LAG_TICK
             await asyncio.sleep(LAG_TICK)
-            now = time.monotonic()
-            lag = max(0.0, now - expected)
-            if lag > LAG_SPIKE:
-                self.spikes.append((now, lag))
-            worst = max(worst, lag)
-            if now - window_start >= 1.0:
-                self.worst_recent, worst, window_start = worst, 0.0, now
-                if self._on_lag is not None:
-                    self._on_lag(self.worst_recent)
+            self.note_wakeup(expected, self._clock())
+
+    def note_wakeup(self, expected: float, woke: float) -> None:
+        """The monitor meant to wake at `expected` and woke at `woke`."""
+        lag = max(0.0, woke - expected)
+        self._last_wakeup = woke
+        if lag > LAG_SPIKE:
+            self.spikes.append((woke, lag))
+        self._worst = max(self._worst, lag)
+        if woke - self._window_start >= 1.0:
+            self.worst_recent, self._worst, self._window_start = self._worst, 0.0, woke
+            if self._on_lag is not None:
+                self._on_lag(self.worst_recent)
+
+    def busy(self, started: float, ended: float) -> None:
+        """Another thread of the prober held the CPU (and the interpreter lock) meanwhile;
+        thread-safe."""
+        self.busy_spans.append((started, ended))
 
     def affected(self, started: float, ended: float) -> bool:
-        """Did a spike overlap [started, ended] (monotonic seconds)?"""
-        lagging_now = (
-            time.monotonic() - (ended + LAG_TICK) > LAG_SPIKE
-        )  # the loop is late right now
-        return lagging_now or any(end - lag <= ended and end >= started for end, lag in self.spikes)
+        """Did a spike or busy span overlap [started, ended] (monotonic seconds), or is the
+        loop late right now?"""
+        if self._clock() - self._last_wakeup > LAG_TICK + LAG_SPIKE:
+            return True
+        if any(end - lag <= ended and end >= started for end, lag in tuple(self.spikes)):
+            return True
+        return any(start <= ended and end >= started for start, end in tuple(self.busy_spans))
 
 
 class ConnectivityCheck:
@@ -143,6 +172,8 @@ class Daemon:
         version: str = "0",
         reload_poll: float = RELOAD_POLL,
         state_path: str | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         self.config_path = config_path
         self.config = config
@@ -154,7 +185,15 @@ class Daemon:
         self._listen = listen
         self._stop = asyncio.Event()
         self._file_stamp = _stamp(config_path)
-        self.server: StatusServer | None = None
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[bool]] = set()
+        # Bound here, before the loop runs: a taken port is a usage error (exit 2).
+        self.server = _bind_server(
+            listen,
+            self,
+            max_connections=max_connections,
+            read_timeout=read_timeout,
+        )
         self._runner: JourneyRunner | None = None
         self._scheduler: Scheduler | None = None
         # One for the daemon's life, retuned on reload: new cells would forget the requests
@@ -166,14 +205,17 @@ class Daemon:
         self._channels = build_channels(config)
         self.notify = NotificationService(self.metrics, publish=self.board.record_notifiers)
         # Opened here, before the loop runs: a bad state file is a start-up error (exit 2).
-        self.store = StateStore.open(state_path) if state_path else None
+        try:
+            self.store = StateStore.open(state_path) if state_path else None
+        except StateError:
+            self.server.stop()
+            raise
         #: Where alert state and the outbox are written: the state file, else memory.
         self._alert_store = self.store if self.store is not None else StateStore.open(":memory:")
 
     def _build_runner(self, config: ProberConfig) -> JourneyRunner:
-        client = HttpClient(verify=config.target.tls_verify, ca_file=config.target.tls_ca_file)
         self._limits.retune(config.defaults.max_requests_per_second)
-        return JourneyRunner(config, client, throttle=self._limits.acquire)
+        return build_runner(config, limits=self._limits)
 
     def _apply(self, config: ProberConfig, channels: tuple[Channel, ...] = ()) -> None:
         self.config = config
@@ -198,7 +240,11 @@ class Daemon:
         started = time.monotonic()
         result: RunResult = await self._runner.run(journey)
         affected = self.lag.affected(started, time.monotonic())
-        inconclusive = not result.success and not await self._connectivity.ok()
+        failure = result.failure
+        inconclusive = not result.success and (
+            (failure is not None and failure.reason in SETUP_FAULTS)  # the prober's own fault
+            or not await self._connectivity.ok()
+        )
         self.metrics.observe(result, lag_affected=affected)
         if inconclusive:
             self.metrics.inconclusive.labels(result.journey).inc()
@@ -372,22 +418,39 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def reload(self, reason: str) -> bool:
-        """Validate the config file, then swap it in; keep the old one if it is bad."""
-        try:
-            config = load_config(self.config_path)
-            channels = build_channels(config)
-        except ConfigError as error:
-            self.metrics.reload_ok.set(0)
-            LOGGER.error(
-                f"config reload ({reason}) failed; keeping the running config",
-                extra={"path": self.config_path, "errors": [str(issue) for issue in error.issues]},
-            )
-            return False
-        self._apply(config, channels)
-        self.metrics.reload_ok.set(1)
-        LOGGER.info(f"config reloaded ({reason})", extra={"path": self.config_path})
-        return True
+    def _load(self) -> tuple[ProberConfig, tuple[Channel, ...]]:
+        config = load_config(self.config_path)
+        return config, build_channels(config)
+
+    def request_reload(self, reason: str) -> None:
+        """Reload in the background (from a signal handler)."""
+        task = asyncio.get_running_loop().create_task(self.reload(reason))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self, reason: str) -> bool:
+        """Validate the config file, then swap it in; keep the old one if it is bad.
+        Reading, parsing and validating run on a worker thread, so the loop goes on probing
+        while a big config loads (a thread, not a process: the parser yields the interpreter
+        lock every switch interval, and a process would hand back a config to unpickle on
+        the loop); the swap runs on the loop. One reload at a time, in request order."""
+        async with self._reload_lock:
+            try:
+                config, channels = await asyncio.to_thread(self._load)
+            except ConfigError as error:
+                return self._reload_failed(reason, error)
+            self._apply(config, channels)
+            self.metrics.reload_ok.set(1)
+            LOGGER.info(f"config reloaded ({reason})", extra={"path": self.config_path})
+            return True
+
+    def _reload_failed(self, reason: str, error: ConfigError) -> bool:
+        self.metrics.reload_ok.set(0)
+        LOGGER.error(
+            f"config reload ({reason}) failed; keeping the running config",
+            extra={"path": self.config_path, "errors": [str(issue) for issue in error.issues]},
+        )
+        return False
 
     async def _watch_file(self) -> None:
         while True:
@@ -404,26 +467,21 @@ class Daemon:
             if stamp == self._file_stamp:
                 continue
             self._file_stamp = stamp
-            self.reload("file changed")
+            await self.reload("file changed")
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self.reload("SIGHUP"))
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.request_reload("SIGHUP"))
         self._scheduler = Scheduler(
             self._run_journey,
             max_concurrency=self.config.defaults.max_concurrency,
             on_lag=self.metrics.schedule_lag.observe,
             on_overrun=lambda name: self.metrics.overruns.labels(name).inc(),
         )
-        self.server = StatusServer(
-            self._listen,
-            self.metrics.registry,
-            ready=self.ready,
-            status=self.status,
-            page=self.page,
-        ).start()
+        lag_task = loop.create_task(self.lag.run())  # first: it times every run from here
+        self.server.start()
         host, port = self.server.address
         LOGGER.info("prober started", extra={"listen": f"{host}:{port}", "path": self.config_path})
         self._apply(self.config, self._channels)
@@ -431,7 +489,7 @@ class Daemon:
         await self.notify.start(self._alert_store)
         tune_garbage_collector()
         background = [
-            loop.create_task(self.lag.run()),
+            lag_task,
             loop.create_task(self._watch_file()),
             loop.create_task(self._evaluate_forever()),
         ]
@@ -464,6 +522,32 @@ class Daemon:
             handler.flush()
         logging.shutdown()
         return 0
+
+
+def _bind_server(
+    listen: tuple[str, int], daemon: Daemon, *, max_connections: int, read_timeout: float
+) -> StatusServer:
+    """The endpoints' server, bound (not started); a port that cannot be had is a UsageError
+    naming the address."""
+    try:
+        return StatusServer(
+            listen,
+            daemon.metrics.registry,
+            ready=daemon.ready,
+            status=daemon.status,
+            page=daemon.page,
+            max_connections=max_connections,
+            read_timeout=read_timeout,
+            on_busy=daemon.lag.busy,
+        )
+    except OSError as error:
+        host, port = listen
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise UsageError(
+            f"--listen: cannot listen on {shown}: {error.strerror or error}"
+        ) from None
+    except OverflowError:  # a port above 65535 that parse_listen did not see
+        raise UsageError(f"--listen: port {listen[1]} is out of range") from None
 
 
 def tune_garbage_collector() -> None:

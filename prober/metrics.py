@@ -20,6 +20,7 @@ file) and `prober_notification_resends_total{notifier,result}` (Alertmanager re-
 from __future__ import annotations
 
 import contextlib
+import operator
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -31,6 +32,7 @@ from prometheus_client.registry import Collector
 from prober.config import ProberConfig
 from prober.results import PHASES, REASONS, RunResult, StepResult
 from prober.sketch import DEFAULT_TIERS, TieredSketch
+from slo.alerting import AlertKey
 from slo.engine import Tick, format_window
 
 __all__ = ["LATENCY_BUCKETS", "QUANTILES", "ProberMetrics"]
@@ -150,30 +152,9 @@ class ProberMetrics:
         self.slo_objective = Gauge(
             "prober_slo_objective_ratio", "The SLO's objective.", ["slo"], registry=r
         )
-        self.slo_error_ratio = Gauge(
-            "prober_slo_error_ratio",
-            "Bad / total events over the window (absent: no data).",
-            ["slo", "window"],
-            registry=r,
-        )
-        self.slo_burn_rate = Gauge(
-            "prober_slo_burn_rate",
-            "Error ratio / (1 - objective) over the window.",
-            ["slo", "window"],
-            registry=r,
-        )
-        self.slo_budget = Gauge(
-            "prober_slo_error_budget_remaining_ratio",
-            "Error budget left over the SLO window (1: untouched, < 0: overspent).",
-            ["slo"],
-            registry=r,
-        )
-        self.slo_exhaustion = Gauge(
-            "prober_slo_budget_exhaustion_seconds",
-            "Projected time until the budget is spent at the current (1h) burn rate.",
-            ["slo"],
-            registry=r,
-        )
+        # Error ratios, burn rates, budgets and exhaustion: from the last tick, at scrape time.
+        self._slo_figures = _SloFigures()
+        r.register(self._slo_figures)
         self.alert_state = Gauge(
             "prober_alert_state",
             "0 inactive, 1 pending, 2 firing.",
@@ -207,6 +188,10 @@ class ProberMetrics:
         )
         self._notifiers: set[str] = set()
         self._alert_series: set[tuple[str, str, str, str]] = set()
+        self._alert_values: dict[tuple[str, str, str, str], int] = {}  # as last set
+        self._signal_keys: list[AlertKey] = []  # the last tick's alerts, in its order
+        self._series_of: dict[AlertKey, tuple[str, str, str, str]] = {}
+        self._no_alerts: dict[tuple[str, str, str, str], int] = {}  # every series at 0
         self._slo_series: set[tuple[str, str]] = set()
         self.build_info.labels(version).set(1)
         self.reload_ok.set(1)
@@ -280,10 +265,9 @@ class ProberMetrics:
     def configure_slos(self, slos: Iterable[tuple[str, float]]) -> None:
         """Objectives, and event counters at 0 for every SLO; drop removed SLOs' series."""
         wanted = dict(slos)
+        self._slo_figures.slos = frozenset(wanted)
         for slo in {name for name, _ in self._slo_series} - set(wanted):
             _remove(self.slo_objective, slo)
-            _remove(self.slo_budget, slo)
-            _remove(self.slo_exhaustion, slo)
             for result in ("good", "bad"):
                 _remove(self.slo_events, slo, result)
         for name, objective in wanted.items():
@@ -312,40 +296,30 @@ class ProberMetrics:
         self._notifiers = wanted
 
     def observe_tick(self, tick: Tick) -> None:
-        """The SLO figures and alert states of one evaluation."""
-        for status in tick.slos:
-            name = status.spec.name
-            for window, ratio in status.error_ratios.items():
-                label = format_window(window)
-                if ratio is None:
-                    _remove(self.slo_error_ratio, name, label)
-                    _remove(self.slo_burn_rate, name, label)
-                else:
-                    self.slo_error_ratio.labels(name, label).set(ratio)
-                    self.slo_burn_rate.labels(name, label).set(status.burn_rates[window] or 0.0)
-            if status.budget_remaining is None:
-                _remove(self.slo_budget, name)
-            else:
-                self.slo_budget.labels(name).set(status.budget_remaining)
-            if status.time_to_exhaustion is None:
-                _remove(self.slo_exhaustion, name)
-            else:
-                self.slo_exhaustion.labels(name).set(status.time_to_exhaustion)
+        """The SLO figures (rendered from the tick at scrape time, when its statuses are
+        made: `_SloFigures`) and alert states of one evaluation. Only the alert states that
+        changed are set: at a thousand SLOs, setting every one costs more than the tick."""
+        self._slo_figures.tick = tick
+        signals = tick.signals
+        if len(signals) != len(self._signal_keys) or not all(
+            map(operator.is_, signals, self._signal_keys)
+        ):  # not the same alerts as the last tick (whose keys are the same objects)
+            self._signal_keys = list(signals)
+            self._series_of = {key: _alert_series(key) for key in signals}
+            self._no_alerts = dict.fromkeys(self._series_of.values(), 0)
         phases = {"inactive": 0, "pending": 1, "firing": 2}
-        states: dict[tuple[str, str, str, str], int] = {}
-        for key in tick.signals:
-            labels = dict(key)
-            series = (
-                labels.get("alertname", ""),
-                labels.get("severity", ""),
-                labels.get("slo", ""),
-                labels.get("journey", ""),
-            )
-            states[series] = max(states.get(series, 0), phases[tick.alerts.phase(key)])
-        for series in self._alert_series - set(states):
+        states = dict(self._no_alerts)
+        for key, alert in tick.alerts.alerts.items():
+            series = self._series_of.get(key)
+            if series is not None:
+                states[series] = max(states[series], phases[alert.phase])
+        for series in self._alert_series - states.keys():
             _remove(self.alert_state, *series)
+        last = self._alert_values
         for series, value in states.items():
-            self.alert_state.labels(*series).set(value)
+            if last.get(series) != value:
+                self.alert_state.labels(*series).set(value)
+        self._alert_values = states
         self._alert_series = set(states)
 
     def latency_quantiles(self, journey: str) -> dict[str, dict[float, float | None]]:
@@ -424,6 +398,74 @@ class _StepSeries:
             self.metrics.cert_expiry.labels(*self.labels).set(step.cert_expiry)
         if step.failure is not None:
             self.failures[step.failure.reason].inc()
+
+
+def _alert_series(key: AlertKey) -> tuple[str, str, str, str]:
+    """The `prober_alert_state` series an alert counts in."""
+    labels = dict(key)
+    return (
+        labels.get("alertname", ""),
+        labels.get("severity", ""),
+        labels.get("slo", ""),
+        labels.get("journey", ""),
+    )
+
+
+class _SloFigures(Collector):
+    """`prober_slo_error_ratio` and `_burn_rate{slo,window}`, `_error_budget_remaining_ratio`
+    and `_budget_exhaustion_seconds{slo}` of the last evaluation, rendered at scrape time
+    (absent where there is no data), for the SLOs of the current config."""
+
+    def __init__(self) -> None:
+        self.tick: Tick | None = None
+        self.slos: frozenset[str] = frozenset()
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        ratio, burn, budget, exhaustion = families = self._families()
+        tick, slos = self.tick, self.slos
+        for status in () if tick is None else tick.slos:
+            name = status.spec.name
+            if name not in slos:
+                continue  # removed by a reload since that evaluation
+            rates = status.burn_rates
+            for window, value in status.error_ratios.items():
+                if value is not None:
+                    label = format_window(window)
+                    ratio.add_metric([name, label], value)
+                    burn.add_metric([name, label], rates[window] or 0.0)
+            if status.budget_remaining is not None:
+                budget.add_metric([name], status.budget_remaining)
+            if status.time_to_exhaustion is not None:
+                exhaustion.add_metric([name], status.time_to_exhaustion)
+        yield from families
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                "prober_slo_error_ratio",
+                "Bad / total events over the window (absent: no data).",
+                labels=["slo", "window"],
+            ),
+            GaugeMetricFamily(
+                "prober_slo_burn_rate",
+                "Error ratio / (1 - objective) over the window.",
+                labels=["slo", "window"],
+            ),
+            GaugeMetricFamily(
+                "prober_slo_error_budget_remaining_ratio",
+                "Error budget left over the SLO window (1: untouched, < 0: overspent).",
+                labels=["slo"],
+            ),
+            GaugeMetricFamily(
+                "prober_slo_budget_exhaustion_seconds",
+                "Projected time until the budget is spent at the current (1h) burn rate.",
+                labels=["slo"],
+            ),
+        )
 
 
 def _remove(metric: Any, *labels: str) -> None:

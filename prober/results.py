@@ -3,7 +3,8 @@ store, logs) reads and none can change.
 
 A failing target is data, not an exception: a failed step carries a `Failure` with a
 `reason` from `REASONS` (the `reason` label of `prober_step_failures_total`) and a
-message written for a person.
+message written for a person. `template` and `config` (`SETUP_FAULTS`) are the prober's
+own setup faults, kept out of the SLIs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PHASES", "REASONS", "Failure", "Phases", "RunResult", "StepResult"]
+__all__ = ["PHASES", "REASONS", "SETUP_FAULTS", "Failure", "Phases", "RunResult", "StepResult"]
 
 #: Every failure is classified into exactly one of these.
 REASONS = (
@@ -20,12 +21,17 @@ REASONS = (
     "dns",
     "connect",
     "tls",
+    "auth",
     "status",
     "assertion",
     "capture",
     "template",
+    "config",
     "other",
 )
+#: Reasons that are the prober's own setup faults (an unset `${env.X}`, an unreadable CA
+#: file), not the target's: the daemon keeps such runs out of every SLI and rule.
+SETUP_FAULTS = frozenset({"template", "config"})
 #: HTTP phases, named as blackbox_exporter names them.
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -20,7 +21,6 @@ from typing import TextIO
 from prober import eventloop
 from prober.config import Journey, ProberConfig
 from prober.errors import UsageError
-from prober.http import HttpClient
 from prober.journey import JourneyRunner
 from prober.redaction import redact
 from prober.report import (
@@ -32,10 +32,12 @@ from prober.report import (
     write_junit,
 )
 from prober.results import RunResult
+from prober.wiring import build_runner
 
 __all__ = [
     "NotReady",
     "RunOnceOptions",
+    "check_report_path",
     "execute",
     "run_once",
     "select_journeys",
@@ -67,6 +69,9 @@ def select_journeys(config: ProberConfig, names: tuple[str, ...]) -> tuple[Journ
 def run_once(config: ProberConfig, options: RunOnceOptions, *, out: TextIO, err: TextIO) -> int:
     """Run, print the summary, write the reports; the exit code."""
     journeys = select_journeys(config, options.journeys)
+    for flag, path in (("--json", options.json_path), ("--junit", options.junit_path)):
+        if path:
+            check_report_path(flag, path)
     outcome = eventloop.run(execute(config, journeys, options))
     if isinstance(outcome, NotReady):
         print(redact(outcome.describe()), file=err)
@@ -78,6 +83,21 @@ def run_once(config: ProberConfig, options: RunOnceOptions, *, out: TextIO, err:
     if options.junit_path:
         write_junit(outcome, options.junit_path)
     return 0 if outcome.success else 1
+
+
+def check_report_path(flag: str, path: str) -> None:
+    """A report must be writable where it is asked for, checked before anything runs: a
+    failure to write it after the journeys ran would read as a failed journey (exit 1)."""
+    target = Path(path)
+    directory = target.parent
+    if target.is_dir():
+        raise UsageError(f"{flag}: cannot write {path}: it is a directory")
+    if not directory.is_dir():
+        raise UsageError(f"{flag}: cannot write {path}: no directory {directory}")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise UsageError(f"{flag}: cannot write {path}: permission denied")
+    if not target.exists() and not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag}: cannot write {path}: directory {directory} is not writable")
 
 
 @dataclass(frozen=True)
@@ -99,8 +119,7 @@ class NotReady:
 async def execute(
     config: ProberConfig, journeys: tuple[Journey, ...], options: RunOnceOptions
 ) -> Report | NotReady:
-    client = HttpClient(verify=config.target.tls_verify, ca_file=config.target.tls_ca_file)
-    runner = JourneyRunner(config, client, base_url=options.base_url)
+    runner = build_runner(config, base_url=options.base_url)
     if options.wait_ready is not None:
         ready, last = await wait_until_ready(runner, journeys[0], options.wait_ready)
         if not ready:

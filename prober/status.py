@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from prober.redaction import redact
@@ -42,8 +43,8 @@ class StatusBoard:
     journeys: dict[str, JourneyStatus] = field(default_factory=dict)
     config_loaded: bool = False
     config_path: str = ""
-    slos: tuple[dict[str, Any], ...] = ()  # replaced whole at each evaluation
-    alerts: tuple[dict[str, Any], ...] = ()
+    #: the last evaluation, swapped whole at each; its JSON is made when first read
+    published: _Published | None = None
     notifiers: tuple[dict[str, Any], ...] = ()  # replaced whole by `prober.notify`
 
     def configure(self, service: str, intervals: Mapping[str, float]) -> None:
@@ -80,18 +81,19 @@ class StatusBoard:
         )
 
     def record_tick(self, tick: Tick, annotations: Mapping[Any, Mapping[str, str]]) -> None:
-        """Publish one evaluation's SLO figures and active alerts (two atomic swaps)."""
-        self.slos = tuple(_slo_json(status) for status in tick.slos)
-        self.alerts = tuple(
-            {
-                **dict(key),
-                "state": alert.phase,
-                "active_since": _rfc3339(alert.active_since),
-                **{name: round(value, 4) for name, value in alert.values.items()},
-                "annotations": dict(annotations.get(key, {})),
-            }
-            for key, alert in tick.alerts.alerts.items()
-        )
+        """Publish one evaluation's SLO figures and active alerts (one atomic swap; the
+        JSON is made at the first `/api/status` after it, not at every tick)."""
+        self.published = _Published(tick, annotations)
+
+    @property
+    def slos(self) -> tuple[dict[str, Any], ...]:
+        published = self.published
+        return () if published is None else published.slos
+
+    @property
+    def alerts(self) -> tuple[dict[str, Any], ...]:
+        published = self.published
+        return () if published is None else published.alerts
 
     def record_notifiers(self, notifiers: tuple[dict[str, Any], ...]) -> None:
         """Publish every notifier's delivery state: name, type, queued, dead letters, last
@@ -120,6 +122,32 @@ class StatusBoard:
             "alerts": list(self.alerts),
             "notifiers": list(self.notifiers),
         }
+
+
+class _Published:
+    """One evaluation as `/api/status` shows it, made on first read (server threads may
+    race to make it: each makes the same tuples)."""
+
+    def __init__(self, tick: Tick, annotations: Mapping[Any, Mapping[str, str]]) -> None:
+        self._tick = tick
+        self._annotations = annotations
+
+    @cached_property
+    def slos(self) -> tuple[dict[str, Any], ...]:
+        return tuple(_slo_json(status) for status in self._tick.slos)
+
+    @cached_property
+    def alerts(self) -> tuple[dict[str, Any], ...]:
+        return tuple(
+            {
+                **dict(key),
+                "state": alert.phase,
+                "active_since": _rfc3339(alert.active_since),
+                **{name: round(value, 4) for name, value in alert.values.items()},
+                "annotations": dict(self._annotations.get(key, {})),
+            }
+            for key, alert in self._tick.alerts.alerts.items()
+        )
 
 
 def _journey_json(

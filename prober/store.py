@@ -31,11 +31,14 @@ one transaction. So `kill -9` loses at most the events added since the last flus
 daemon flushes at least every second. Window snapshots need no such care: on restart the
 events stored after the last snapshot (`events_after_windows`) are replayed on top of it.
 
-**One writer.** `open` holds an exclusive lock on `<state file>.lock` (flock, with the
-holder's pid in it) until `close`: a second `prober run` on the same file refuses to start
-("in use by prober pid N") instead of both daemons counting runs and announcing alerts
-into one budget. The kernel drops the lock when its process dies, `kill -9` included, so
-a restart never finds a stale one. Readers (`prober export`) take no lock.
+**One writer.** `open` holds an exclusive lock (flock) on the state file itself until
+`close`: a second `prober run` on the same file, by whatever name (a symlink, a hard link),
+refuses to start ("in use by prober pid N", the pid read from `/proc/locks`) instead of
+both daemons counting runs and announcing alerts into one budget. The kernel drops the lock
+when its process dies, `kill -9` included, so a restart never finds a stale one. Readers
+(`prober export`) take no lock. (flock and SQLite's own fcntl locks are independent on
+Linux' local file systems; on NFS, where flock is emulated with fcntl, SQLite's WAL mode
+does not work anyway.)
 
 **Errors.** Every SQLite error leaves this module as `StateError` naming the file and what to
 do. `open` refuses a corrupt file, a file from a newer prober and a file that is not
@@ -409,29 +412,51 @@ class StateStore:
 
 
 def _lock_for_writing(path: str) -> int | None:
-    """Hold `<path>.lock` exclusively (see "One writer"); its descriptor, None for memory."""
+    """Hold the state file exclusively (see "One writer"), creating it empty if missing; the
+    descriptor, None for memory. The lock is on the file, so every name of it shares it."""
     if path == ":memory:" or path.startswith("file:"):
         return None
-    lock_path = path + ".lock"
     try:
-        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as error:
-        raise StateError(
-            f"state file {path}: cannot open its lock file {lock_path}: {error.strerror}"
-        ) from None
+        raise StateError(f"cannot open state file {path}: {error.strerror}") from None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+        holder = _lock_holder(os.fstat(descriptor))
+        # Only reached when another process (or store) holds the file; closing this
+        # descriptor would also drop SQLite's fcntl locks were that holder in this process,
+        # which only a test does.
         os.close(descriptor)
-        by = f"prober pid {holder}" if holder.isdigit() else "another prober"
+        by = f"prober pid {holder}" if holder is not None else "another prober"
         raise StateError(
             f"state file {path} is in use by {by}: give each daemon its own state file"
             " (state_path or --state)"
         ) from None
-    os.ftruncate(descriptor, 0)
-    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
     return descriptor
+
+
+def _lock_holder(stat: os.stat_result) -> int | None:
+    """The pid holding a flock on the file, from Linux' /proc/locks; None elsewhere."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            lines = locks.read().splitlines()
+    except OSError:
+        return None
+    wanted = (os.major(stat.st_dev), os.minor(stat.st_dev), stat.st_ino)
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (blocked waiters have "->")
+        fields = line.split()
+        if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            found = (int(major, 16), int(minor, 16), int(inode))
+            if found == wanted:
+                return int(fields[4])
+        except ValueError:
+            continue
+    return None
 
 
 def _open_for_writing(path: str) -> sqlite3.Connection:
@@ -619,7 +644,7 @@ class _Database:
     def __init__(self, connection: sqlite3.Connection, path: str, lock: int | None) -> None:
         self.connection = connection
         self.path = path
-        self.lock = lock  # the descriptor holding `<path>.lock`, released by close()
+        self.lock = lock  # the descriptor holding the file's flock, released by close()
 
     def insert_events(self, batch: Sequence[Event]) -> None:
         if batch:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -54,6 +54,7 @@ __all__ = [
     "RuleSpec",
     "SloSpec",
     "SloStatus",
+    "SloStatuses",
     "SloWindow",
     "Tick",
     "WindowMode",
@@ -224,12 +225,56 @@ class SloStatus(NamedTuple):
     policies: tuple[PolicyStatus, ...]
 
 
+class SloStatuses(Sequence[SloStatus]):
+    """Every SLO's figures at one tick, made on first read from the counts the tick took.
+
+    The daemon's tick needs only the counts and the signals; the figures are read at a
+    scrape or a status request, often not at every tick, so they are made then (once: the
+    counts are the tick's, whatever arrives since). Built by several threads at once, each
+    makes the same tuple."""
+
+    __slots__ = ("_built", "_counts", "_plans")
+
+    def __init__(
+        self, plans: Sequence[_SloPlan], counts: Sequence[Sequence[tuple[int, int]]]
+    ) -> None:
+        self._plans = plans
+        self._counts = counts
+        self._built: tuple[SloStatus, ...] | None = None
+
+    def _all(self) -> tuple[SloStatus, ...]:
+        built = self._built
+        if built is None:
+            pairs = zip(self._plans, self._counts, strict=True)
+            built = self._built = tuple(_slo_status(plan, found) for plan, found in pairs)
+        return built
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+    def __iter__(self) -> Iterator[SloStatus]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SloStatuses({self._all()!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class Tick:
     """One evaluation's outcome (`slos` is empty for a lean, replay evaluation)."""
 
     now: float
-    slos: tuple[SloStatus, ...]
+    slos: Sequence[SloStatus]
     transitions: tuple[Transition, ...]
     alerts: AlertState
     signals: Mapping[AlertKey, Signal]
@@ -289,15 +334,17 @@ class _Plan:
 class _SloPlan:
     """What evaluating one SLO needs, worked out once from the spec."""
 
+    slo: SloSpec
     micro_spans: tuple[int, ...]  # `slo.windows` in µs
     plans: tuple[_Plan, ...]
     window: int  # where the SLO window is in `slo.windows`
-    current: float  # the window of "the current burn rate"
+    current: int  # where the window of "the current burn rate" is in `slo.windows`
 
 
 def _plan_slo(slo: SloSpec, labels: tuple[AlertKey, ...]) -> _SloPlan:
     allowance = 1 - slo.objective
     return _SloPlan(
+        slo,
         tuple(micros(span) for span in slo.windows),
         tuple(
             _Plan(
@@ -312,7 +359,51 @@ def _plan_slo(slo: SloSpec, labels: tuple[AlertKey, ...]) -> _SloPlan:
             for policy, key in zip(slo.policies, labels, strict=True)
         ),
         slo.windows.index(slo.window),
-        min(slo.windows, key=lambda span: abs(span - CURRENT_BURN_WINDOW)),
+        slo.windows.index(min(slo.windows, key=lambda span: abs(span - CURRENT_BURN_WINDOW))),
+    )
+
+
+def _slo_status(plan: _SloPlan, found: Sequence[tuple[int, int]]) -> SloStatus:
+    """One SLO's figures from the (bad, runs) of each of its windows at a tick."""
+    slo = plan.slo
+    allowance = 1 - slo.objective
+    ratios: dict[float, float | None] = {}
+    rates: dict[float, float | None] = {}
+    for span, (bad, total) in zip(slo.windows, found, strict=True):
+        if total:
+            ratios[span] = ratio = bad / total
+            rates[span] = ratio / allowance
+        else:
+            ratios[span] = rates[span] = None
+    policies = []
+    for policy_plan in plan.plans:
+        long_bad, long_total = found[policy_plan.long]
+        short_bad, short_total = found[policy_plan.short]
+        evaluation = judge_policy(
+            policy_plan.policy,
+            allowance,
+            policy_plan.min_events,
+            long_bad,
+            long_total,
+            short_bad,
+            short_total,
+        )
+        policies.append(PolicyStatus(policy_plan.policy, evaluation, policy_plan.labels))
+    bad, total = found[plan.window]
+    rate = rates[slo.window]
+    remaining = None if rate is None else min(1.0, 1.0 - rate)
+    current = rates[slo.windows[plan.current]]
+    exhaustion = None
+    if remaining is not None and current is not None:
+        exhaustion = time_to_exhaustion(remaining, current, slo.window)
+    return SloStatus(
+        spec=slo,
+        error_ratios=MappingProxyType(ratios),
+        burn_rates=MappingProxyType(rates),
+        window_counts=Counts(total - bad, bad),
+        budget_remaining=remaining,
+        time_to_exhaustion=exhaustion,
+        policies=tuple(policies),
     )
 
 
@@ -416,6 +507,17 @@ class Engine:
         self._slo_plans = {
             slo.name: _plan_slo(slo, self._policy_labels[slo.name]) for slo in spec.slos
         }
+        self._slo_plan_list = tuple(self._slo_plans[slo.name] for slo in spec.slos)
+        #: A policy's alert labels -> (where its SLO is in `spec.slos`, its plan).
+        self._policy_at = {
+            policy_plan.labels: (index, policy_plan)
+            for index, plan in enumerate(self._slo_plan_list)
+            for policy_plan in plan.plans
+        }
+        #: Every policy's signal inactive: where a full evaluation starts from.
+        self._inactive = dict.fromkeys(
+            (labels for slo in spec.slos for labels in self._policy_labels[slo.name]), _INACTIVE
+        )
         self._bind_windows()
         self._rule_labels = tuple(
             alert_key(
@@ -475,6 +577,11 @@ class Engine:
         self._plan_by_labels = {
             plan.labels: (group, plan) for group in self._groups for plan in group.plans
         }
+        self._slo_stores = tuple(
+            (self._slo_plans[slo.name], view.store, view.indicator)
+            for slo in self.spec.slos
+            for view in (self.windows[slo.name],)
+        )
 
     def _annotations(self) -> dict[AlertKey, Mapping[str, str]]:
         """`summary`, `description` and `runbook_url` for every alert this engine can raise:
@@ -763,8 +870,9 @@ class Engine:
         if self.mode == "daemon":
             self.prune(now)
         signals: dict[AlertKey, Signal] = {}
+        statuses: Sequence[SloStatus]
         if figures:
-            statuses = tuple(self._evaluate_slo(slo, moment, signals) for slo in self.spec.slos)
+            statuses = self._evaluate_slos(moment, signals)
             self._lean_at = None  # `quiet_until` speaks only of a lean evaluation
         else:
             statuses = ()
@@ -774,7 +882,13 @@ class Engine:
         self._evaluate_rules(now, signals)
         self._evaluate_no_data(now, signals)
         held = self.alerts.alerts
-        moving = {key: sig for key, sig in signals.items() if sig.active or key in held}
+        # `_INACTIVE` is never a held alert's signal (those are always judged), so the
+        # identity test spares hashing every inactive alert's labels.
+        moving = {
+            key: sig
+            for key, sig in signals.items()
+            if sig is not _INACTIVE and (sig.active or key in held)
+        }
         if moving:
             # An absent signal is an inactive one: `step` needs only these.
             self.alerts, transitions = step(self.alerts, moving, now)
@@ -878,57 +992,53 @@ class Engine:
                 return quiet
         return None
 
-    def _evaluate_slo(
-        self, slo: SloSpec, moment: int, signals: dict[AlertKey, Signal]
-    ) -> SloStatus:
-        view = self.windows[slo.name]
-        plan = self._slo_plans[slo.name]
+    def _evaluate_slos(self, moment: int, signals: dict[AlertKey, Signal]) -> SloStatuses:
+        """Every SLO's window counts at `moment`, and every policy's signal: judged where
+        both ratios exceed its limit (the comparison `judge_policy` makes, so no policy that
+        it would fire is missed) or its alert is pending or firing; inactive otherwise (its
+        values matter only to an alert that moves). The figures are made from the counts
+        when first read (`SloStatuses`)."""
         held = self.alerts.alerts
-        allowance = 1 - slo.objective
-        found = view.store.bad_and_totals(view.indicator, plan.micro_spans, moment)
-        ratios: dict[float, float | None] = {}
-        rates: dict[float, float | None] = {}
-        for span, (bad, total) in zip(slo.windows, found, strict=True):
-            if total:
-                ratios[span] = ratio = bad / total
-                rates[span] = ratio / allowance
-            else:
-                ratios[span] = rates[span] = None
-        policies = []
-        for policy_plan in plan.plans:
+        signals.update(self._inactive)
+        counts = []
+        judged: list[tuple[_SloPlan, _Plan, list[tuple[int, int]]]] = []
+        for plan, store, indicator in self._slo_stores:
+            found = store.bad_and_totals(indicator, plan.micro_spans, moment)
+            counts.append(found)
+            for policy_plan in plan.plans:
+                long_bad, long_total = found[policy_plan.long]
+                short_bad, short_total = found[policy_plan.short]
+                if (
+                    short_total
+                    and long_total
+                    and short_bad / short_total > policy_plan.limit
+                    and long_bad / long_total > policy_plan.limit
+                ):
+                    judged.append((plan, policy_plan, found))
+        # The held alerts are few: looking each one up spares hashing every policy's labels.
+        if held:
+            seen = {id(policy_plan) for _, policy_plan, _ in judged}
+            for labels in held:
+                at = self._policy_at.get(labels)
+                if at is not None and id(at[1]) not in seen:
+                    index, policy_plan = at
+                    judged.append((self._slo_plan_list[index], policy_plan, counts[index]))
+        for plan, policy_plan, found in judged:
+            labels = policy_plan.labels
             long_bad, long_total = found[policy_plan.long]
             short_bad, short_total = found[policy_plan.short]
             evaluation = judge_policy(
                 policy_plan.policy,
-                allowance,
+                1 - plan.slo.objective,
                 policy_plan.min_events,
                 long_bad,
                 long_total,
                 short_bad,
                 short_total,
             )
-            labels = policy_plan.labels
             if evaluation.firing or labels in held:
                 signals[labels] = _signal_of(evaluation)
-            else:
-                signals[labels] = _INACTIVE  # values matter only to an alert that moves
-            policies.append(PolicyStatus(policy_plan.policy, evaluation, labels))
-        bad, total = found[plan.window]
-        rate = rates[slo.window]
-        remaining = None if rate is None else min(1.0, 1.0 - rate)
-        current = rates[plan.current]
-        exhaustion = None
-        if remaining is not None and current is not None:
-            exhaustion = time_to_exhaustion(remaining, current, slo.window)
-        return SloStatus(
-            spec=slo,
-            error_ratios=MappingProxyType(ratios),
-            burn_rates=MappingProxyType(rates),
-            window_counts=Counts(total - bad, bad),
-            budget_remaining=remaining,
-            time_to_exhaustion=exhaustion,
-            policies=tuple(policies),
-        )
+        return SloStatuses(self._slo_plan_list, counts)
 
     def _evaluate_rules(self, now: float, signals: dict[AlertKey, Signal]) -> None:
         if not self.spec.rules:

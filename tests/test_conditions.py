@@ -24,6 +24,7 @@ from prober.conditions import (
     parse_condition,
     parse_subject,
 )
+from prober.redaction import register_secret
 
 PROPERTY_SETTINGS = settings(
     max_examples=300,
@@ -1015,3 +1016,27 @@ def test_parse_shaped_text(subject: str, operator: str, value: str) -> None:
     assert isinstance(
         _parse_or_error(f"{subject} {operator} {value}"), Condition | ConditionSyntaxError
     )
+
+
+STRADDLING_SECRET = "s3cr3t-straddles-the-cut-0123456789"
+CUTS = [
+    # `_show` quotes a body as JSON: `"` + 100 filler characters puts the secret at the cut
+    ("body", 'body == "x"', response(body="a" * 100 + STRADDLING_SECRET + "z" * 50)),
+    (
+        "header",
+        'header.x-echo == "x"',
+        response(headers={"X-Echo": "b" * 105 + STRADDLING_SECRET + "z" * 50}),
+    ),
+    ("json", "json == 1", response(json_body={"k": "c" * 95 + STRADDLING_SECRET + "z" * 50})),
+]
+
+
+@pytest.mark.parametrize(("condition", "observed"), [c[1:] for c in CUTS], ids=[c[0] for c in CUTS])
+def test_failure_message_masks_before_it_cuts(condition: str, observed: FakeResponse) -> None:
+    """A secret straddling the 120-character cut of a shown value leaves none of its
+    characters: the value is masked first and cut after."""
+    register_secret(STRADDLING_SECRET)
+    check = parse_condition(condition).evaluate(observed)
+    assert not check.ok
+    assert "…" in check.message
+    assert "s3cr" not in check.message

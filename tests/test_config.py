@@ -348,3 +348,79 @@ def test_secret_values_are_registered_at_load(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("PROBE_PASSWORD", "hunter2-very-secret")
     parse_config(step_config("- name: s\n  url: /\n  json: {password: '${secret.PROBE_PASSWORD}'}"))
     assert redact("login with hunter2-very-secret failed") == "login with *** failed"
+
+
+SECRET_CAPTURES = [
+    ("plain-form-is-not-secret", "capture: {t: json.t}", "", set()),
+    ("marked-secret", "capture: {t: {from: json.t, secret: true}}", "", {"t"}),
+    ("marked-not-secret", "capture: {t: {from: json.t, secret: false}}", "", set()),
+    ("authorization", "capture: {t: json.t}", "headers: {Authorization: 'Bearer ${t}'}", {"t"}),
+    ("proxy-authorization", "capture: {t: json.t}", "headers: {Proxy-Authorization: '${t}'}", {"t"}),
+    ("cookie", "capture: {t: json.t}", "headers: {Cookie: 'sid=${t}'}", {"t"}),
+    ("credential-header-name", "capture: {t: json.t}", "headers: {X-Api-Key: '${t}'}", {"t"}),
+    ("credential-query-name", "capture: {t: json.t}", "query: {access_token: '${t}'}", {"t"}),
+    ("credential-json-member", "capture: {t: json.t}", "json: {a: {refresh_token: '${t}'}}", {"t"}),
+    ("beside-a-secret", "capture: {t: json.t}", "body: 'id=${t}&k=${secret.K}'", {"t"}),
+    ("plain-header", "capture: {t: json.t}", "headers: {X-Trace: '${t}'}", set()),
+    ("plain-url", "capture: {t: json.t}", "url: /items/${t}", set()),
+]
+
+
+@pytest.mark.parametrize(
+    ("capture", "use", "secret"),
+    [row[1:] for row in SECRET_CAPTURES],
+    ids=[row[0] for row in SECRET_CAPTURES],
+)
+def test_secret_captures(capture: str, use: str, secret: set[str]) -> None:
+    """A capture is secret when marked so or when a later step sends it as a credential."""
+    later = "- name: b\n  url: /b" if not use.startswith("url:") else "- name: b"
+    text = step_config(f"- name: a\n  url: /a\n  {capture}\n{later}\n  {use}")
+    journey = parse_config(text).journeys[0]
+    assert journey.secret_captures() == secret
+    assert journey.steps[0].capture["t"].subject.text == "json.t"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            step_config("- name: s\n  url: /\n  capture: {t: {form: json.t}}"),
+            "journeys[0].steps[0].capture.t: a capture is a subject like 'json.data.id'",
+        ),
+        (
+            step_config("- name: s\n  url: /\n  capture: {t: {from: json.t, secret: 'yes'}}"),
+            "journeys[0].steps[0].capture.t: 'secret' must be true or false",
+        ),
+        (
+            step_config(
+                "- name: s\n  url: /\n  capture: {t: {from: json.t, secret: true}}",
+                "alerting: {rules: [{name: r, severity: info, journey: j, when: changed(t)}]}",
+            ),
+            "alerting.rules[0].when: capture 't' of journey 'j' is a secret",
+        ),
+        (
+            step_config("- name: s\n  url: /", "target: {headers: {X-Id: '${t}'}}"),
+            "target.headers: X-Id: a target header cannot use a capture",
+        ),
+        (
+            step_config("- name: s\n  url: /", "target: {base_url: 'http://${run_id}:80'}"),
+            "target.base_url: only ${env.NAME} and ${secret.NAME} can be used in base_url",
+        ),
+        (
+            step_config("- name: s\n  url: /", "target: {base_url: 'http://${env.HOST:80'}"),
+            "target.base_url: unclosed '${'",
+        ),
+    ],
+    ids=[
+        "capture-unknown-key",
+        "capture-secret-not-bool",
+        "rule-on-secret-capture",
+        "target-header-capture",
+        "base-url-builtin",
+        "base-url-bad-template",
+    ],
+)
+def test_capture_and_target_template_errors(text: str, expected: str) -> None:
+    """Secret-capture and target-template mistakes are config errors named by path."""
+    issues = issues_of(text)
+    assert any(issue.startswith(expected) for issue in issues), issues

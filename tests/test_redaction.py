@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import quote, quote_plus
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prober.redaction import MASK, SecretRegistry
+from prober.redaction import CAPTURES_KEPT, MASK, SecretRegistry
 from tests.conftest import PROPERTY_SETTINGS
 
 
@@ -122,3 +123,64 @@ def test_every_variant_is_masked(secret: str, variant: str) -> None:
 def test_secret_never_survives(secret: str, before: str, after: str) -> None:
     """Whatever surrounds it, a secret without '*' never survives redaction."""
     assert secret not in registry(secret).redact(before + secret + after)
+
+
+def _basic(user: str, secret: str) -> str:
+    return base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+
+ECHOES = [
+    (
+        "json-escaped-twice-quote",
+        'pa"ss',
+        'got "{\\"pw\\":\\"pa\\\\\\"ss\\"}"',
+        'got "{\\"pw\\":\\"***\\"}"',
+    ),
+    ("json-escaped-twice-backslash", "pa\\ss", '"pa\\\\\\\\ss"', '"***"'),
+    ("json-escaped-twice-non-ascii", "pässwörd", '"p\\\\u00e4ssw\\\\u00f6rd"', '"***"'),
+    ("utf8-read-as-latin1", "pässwörd", "x-echo: pÃ¤sswÃ¶rd", "x-echo: ***"),
+    ("utf8-read-as-latin1-json", "pässwörd", '"p\\u00c3\\u00a4ssw\\u00c3\\u00b6rd"', '"***"'),
+    ("html-escaped", 'a"b<c>&d', "<td>a&quot;b&lt;c&gt;&amp;d</td>", "<td>***</td>"),
+    ("percent-lower-hex", "p@ss w/rd", "pw=p%40ss%20w%2frd", "pw=***"),
+    ("base64", "correct horse", base64.b64encode(b"correct horse").decode(), "***"),
+    ("base64-urlsafe", "??>>??>>??", base64.urlsafe_b64encode(b"??>>??>>??").decode(), "***"),
+]
+
+
+@pytest.mark.parametrize(
+    ("secret", "text", "expected"), [r[1:] for r in ECHOES], ids=[r[0] for r in ECHOES]
+)
+def test_redact_echoed_spellings(secret: str, text: str, expected: str) -> None:
+    """A secret a target echoes back is masked in every encoding the echo gives it."""
+    assert registry(secret).redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "user", ["", "a", "ab", "abc", "admin", "üser"], ids=lambda u: f"user={u!r}"
+)
+def test_basic_auth_hides_the_password(user: str) -> None:
+    """In base64(user:secret), whatever the user's length, at most one 4-character group
+    touching the secret stays readable: decoding what is left shows none of its bytes but two."""
+    secret = 'p"a\\ss wörd/+=%x'
+    shown = registry(secret).redact("Basic " + _basic(user, secret))
+    assert MASK in shown
+    visible = shown.removeprefix("Basic ").split(MASK)[0]
+    assert len(visible) <= 4 * ((len(user.encode()) + 1) // 3 + 1)
+
+
+def test_captured_slot_keeps_its_last_values() -> None:
+    """A capture slot masks its last CAPTURES_KEPT values and forgets older ones."""
+    secrets = SecretRegistry()
+    for number in range(CAPTURES_KEPT + 1):
+        secrets.register(f"token-{number}-abcdef", slot=("login", "token"))
+    kept = [f"token-{n}-abcdef" for n in range(1, CAPTURES_KEPT + 1)]
+    assert secrets.redact(" ".join(["token-0-abcdef", *kept])) == " ".join(
+        ["token-0-abcdef"] + [MASK] * CAPTURES_KEPT
+    )
+
+
+def test_captured_secret_in_encodings() -> None:
+    """A captured secret is masked in the same spellings as a configured one."""
+    secrets = SecretRegistry()
+    secrets.register('tok"en/+=', slot=("j", "t"))
+    assert secrets.redact('{"a": "tok\\"en/+="} tok%22en%2F%2B%3D') == '{"a": "***"} ***'

@@ -314,7 +314,7 @@ def test_replay_command_with_daemon_windows_and_restarts(
     [
         (["--restart-every", "soon"], "--restart-every: invalid duration"),
         (["--restart-every", "0s"], "--restart-every must be a positive duration"),
-        (["--windows", "buckets"], "invalid choice: 'buckets'"),
+        (["--windows", "buckets"], "expected one of exact, daemon, got 'buckets'"),
     ],
     ids=["bad-duration", "zero", "bad-mode"],
 )

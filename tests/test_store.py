@@ -388,6 +388,32 @@ def test_one_writer_per_state_file(db: Path) -> None:
     assert list(StateStore.read_records(db)) == []  # readers take no lock
 
 
+@pytest.mark.parametrize(
+    "link",
+    [os.symlink, os.link],
+    ids=["symlink", "hard-link"],
+)
+def test_one_writer_per_state_file_through_any_name(
+    db: Path, tmp_path: Path, link: Callable[[Path, Path], None]
+) -> None:
+    """The lock is on the file, not its name: a second writer through a symlink or a hard
+    link to a held state file is refused with the same message."""
+    run(lambda store: store.flush(), db)  # the file exists now
+    other = tmp_path / "other-name.db"
+    link(db, other)
+
+    async def second_writer_while_open(store: StateStore) -> str:
+        with pytest.raises(StateError) as raised:
+            StateStore.open(other)
+        return str(raised.value)
+
+    message = run(second_writer_while_open, db)
+    assert message == (
+        f"state file {other} is in use by prober pid {os.getpid()}: give each daemon its own"
+        " state file (state_path or --state)"
+    )
+
+
 def test_missing_or_unwritable_location_is_a_state_error(tmp_path: Path) -> None:
     """A state path in a missing directory, or a missing file for export, is a StateError."""
     with pytest.raises(StateError, match="no-such-dir"):

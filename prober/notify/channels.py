@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from prober.config import AlertmanagerNotifier, EmailNotifier, SlackNotifier, WebhookNotifier
 from prober.errors import ConfigError, ConfigIssue
-from prober.http import HttpClient, HttpFailure, HttpRequest
+from prober.http import HttpClient, HttpFailure, HttpRequest, NetworkSettings, TlsSettings
 from prober.notify.message import Notification
 from prober.notify.planner import ChannelPolicy, FlapPolicy
 from prober.redaction import redact, register_secret
@@ -152,8 +152,19 @@ def person_policy(settings: SlackNotifier | WebhookNotifier | EmailNotifier) -> 
     )
 
 
-def client_for(settings: NotifierConfig) -> HttpClient:
-    return HttpClient(verify=settings.tls_verify, ca_file=settings.tls_ca_file)
+def client_for(settings: NotifierConfig, environ: Mapping[str, str] | None = None) -> HttpClient:
+    """A notifier's HTTP client. Alert delivery always takes the full path (httpcore):
+    through its `proxy_url`, else the environment's proxy, as curl would."""
+    proxy_url = (
+        read_setting(settings.proxy_url, f"{settings.name_or_type()}.proxy_url", environ)
+        if settings.proxy_url is not None
+        else None
+    )
+    network = NetworkSettings(
+        tls=TlsSettings(ca_file=settings.tls_ca_file, insecure_skip_verify=not settings.tls_verify),
+        proxy_url=proxy_url,
+    )
+    return HttpClient(network, full_path=True, environ=environ)
 
 
 async def http_post(
@@ -181,7 +192,7 @@ async def http_post(
         raise DeliveryError(f"{where}: {outcome.failure.reason}: {redact(outcome.failure.message)}")
     if 200 <= outcome.status_code < 300:
         return
-    excerpt = redact(outcome.text()[:200].strip())
+    excerpt = redact(outcome.text().strip())[:200]  # masked before it is cut
     message = f"{where} answered {outcome.status_code}" + (f": {excerpt}" if excerpt else "")
     raise DeliveryError(
         message,

@@ -132,7 +132,7 @@ def build(
         if settings.password is None
         else secret_setting(settings.password, f"{path}.password", environ)
     )
-    context = client_for(settings).ssl_context if settings.starttls else None
+    context = client_for(settings).ssl_context() if settings.starttls else None
     return (
         Channel(
             key=name,

@@ -1,6 +1,6 @@
 """prober.http: failures are classified, never raised; phases are timed; bodies are capped.
 
-Error classification is unit-tested on `_classify` (the one place errors become reasons);
+Error classification is unit-tested on `_failures.classify` (the one place errors become reasons);
 everything else talks to real servers on 127.0.0.1 (see `helpers.py`), which can produce
 every fault the HTTP layer must survive on demand, so nothing here mocks the client.
 """
@@ -8,7 +8,6 @@ every fault the HTTP layer must survive on demand, so nothing here mocks the cli
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -26,13 +25,14 @@ from prober.http import (
     HttpFailure,
     HttpRequest,
     HttpResponse,
-    _DnsFailure,
-    _Timeline,
+    ResolutionError,
 )
-from prober.http11 import Exchange, ProtocolFault
+from prober.http import _failures as failures
+from prober.http._wire import ProtocolFault
 from prober.results import REASONS, Failure, Phases
 
 from . import helpers
+from .dns import DnsServer, Name
 from .helpers import RawServer, response
 
 integration = pytest.mark.integration
@@ -114,41 +114,25 @@ def phase_sum(phases: Phases) -> float:
     return sum(phases.as_dict().values())
 
 
-def fake_getaddrinfo(result: Any = None, error: BaseException | None = None) -> Callable[..., Any]:
-    """A stand-in for `loop.getaddrinfo` returning `result` or raising `error`; records
-    the hosts asked for in `.hosts`."""
-    hosts: list[str] = []
-
-    async def getaddrinfo(host: str, port: int, **kwargs: Any) -> Any:
-        hosts.append(host)
-        if error is not None:
-            raise error
-        return result
-
-    getaddrinfo.hosts = hosts  # type: ignore[attr-defined]
-    return getaddrinfo
-
-
-def run_with_getaddrinfo(
-    client: HttpClient, fake: Callable[..., Any], request: HttpRequest
-) -> HttpResponse | HttpFailure:
-    """Send `request` with the running loop's `getaddrinfo` replaced by `fake`."""
-
-    async def main() -> HttpResponse | HttpFailure:
-        loop = asyncio.get_running_loop()
-        loop.getaddrinfo = fake  # type: ignore[method-assign]  # this loop dies with the run
-        async with client.session() as session:
-            return await session.send(request)
-
-    return asyncio.run(main())
+@pytest.fixture(scope="module")
+def names() -> Iterator[DnsServer]:
+    """A loopback nameserver for the module's `.test` names (see `dns.py`)."""
+    table = {
+        "probe-target.test": Name(addresses=()),
+        "slow-dns.test": Name(delay=None),
+        "multi-first.test": Name(addresses=("127.0.0.1", "127.0.0.2")),
+        "multi-refused-first.test": Name(addresses=("127.0.0.2", "127.0.0.1")),
+        "multi-dup.test": Name(addresses=("127.0.0.2", "127.0.0.2")),
+        "multi-none.test": Name(addresses=("127.0.0.2", "127.0.0.3")),
+    }
+    with DnsServer(table) as server:
+        yield server
 
 
-def infos(*addresses: str, port: int = 80) -> list[tuple[Any, ...]]:
-    """getaddrinfo-shaped results for `addresses`."""
-    return [
-        (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-        for a in addresses
-    ]
+@pytest.fixture(scope="module")
+def dns_client(names: DnsServer) -> HttpClient:
+    """A client whose resolver asks the loopback nameserver."""
+    return HttpClient(nameservers=[names.nameserver])
 
 
 # --- 1. errors become failures: one classification, by phase -----------------------------
@@ -166,7 +150,7 @@ def _ssl_wrapped() -> Exception:
 
 CLASSIFY_ROWS = [
     # id, error, phase, headers received, reason
-    ("dns-failure", _DnsFailure("cannot resolve 'x'"), "resolve", False, "dns"),
+    ("dns-failure", ResolutionError("cannot resolve 'x'"), "resolve", False, "dns"),
     ("timeout-while-resolving", TimeoutError(), "resolve", False, "dns"),
     ("refused", ConnectionRefusedError(111, "Connection refused"), "connect", False, "connect"),
     ("unreachable", OSError(101, "Network is unreachable"), "connect", False, "connect"),
@@ -185,13 +169,9 @@ CLASSIFY_ROWS = [
 
 
 def classify(error: Exception, phase: str, headers_seen: bool, timeout: float = 1.0) -> Failure:
-    session = HttpClient().session(keep_alive=True)
-    timeline = _Timeline()
-    timeline.phase = phase
-    exchange = Exchange()
-    exchange.sent_start = 1.0
-    exchange.headers_end = 2.0 if headers_seen else 0.0
-    return session._classify(error, timeline, exchange, timeout)
+    if phase == "processing" and headers_seen:
+        phase = "transfer"  # as both paths report a fault after the response head
+    return failures.classify(error, phase, "api.test:443", timeout)
 
 
 @pytest.mark.parametrize(
@@ -202,7 +182,7 @@ def classify(error: Exception, phase: str, headers_seen: bool, timeout: float = 
 def test_classify_by_phase_and_cause(
     error: Exception, phase: str, headers_seen: bool, reason: str
 ) -> None:
-    """_classify: the phase decides the reason; timeouts and SSL causes override it."""
+    """classify: the phase decides the reason; timeouts and SSL causes override it."""
     assert classify(error, phase, headers_seen).reason == reason
 
 
@@ -210,14 +190,14 @@ def test_classify_by_phase_and_cause(
     ("error", "phase", "headers_seen", "expected"),
     [
         (TimeoutError(), "processing", False, "timed out after 2.5s (during waiting for"),
-        (TimeoutError(), "processing", True, "(during reading the body)"),
+        (TimeoutError(), "processing", True, "(during reading the body from api.test:443)"),
         (ConnectionResetError(104, "peer went away"), "processing", False, "peer went away"),
-        (ConnectionRefusedError(111, "nobody home"), "connect", False, "connecting: "),
+        (ConnectionRefusedError(111, "nobody home"), "connect", False, "connecting to api.test:443: "),
     ],
-    ids=["timeout-names-the-timeout", "timeout-names-the-phase", "error-text-kept", "phase-named"],
+    ids=["timeout-names-the-timeout", "timeout-names-the-phase", "error-text-kept", "phase-and-host-named"],
 )
 def test_failure_message(error: Exception, phase: str, headers_seen: bool, expected: str) -> None:
-    """The failure message names the configured timeout, the error text and the phase."""
+    """The failure message names the configured timeout, the error text, the phase and host."""
     assert expected in classify(error, phase, headers_seen, timeout=2.5).message
 
 
@@ -326,6 +306,88 @@ def test_credentials_do_not_follow_a_redirect_to_another_origin(
     sent = server.received[-1].headers
     kept = not other_origin
     assert ("authorization" in sent, "cookie" in sent, sent.get("x-other")) == (kept, kept, "x")
+
+
+SECRET_HEADER_ROWS = [
+    # id, redirect status, other origin, request headers, body, header kept, body resent, reason
+    ("api-key-same-origin", 302, False, True, None, True, False, None),
+    ("api-key-other-origin-dropped", 302, True, True, None, False, False, None),
+    ("secret-body-307-same-origin", 307, False, False, {"password": "s3cr3t-pw"}, True, True, None),
+    (
+        "secret-body-307-other-origin-fails",
+        307,
+        True,
+        False,
+        {"password": "s3cr3t-pw"},
+        True,
+        False,
+        "other",
+    ),
+    (
+        "secret-body-308-other-origin-fails",
+        308,
+        True,
+        False,
+        {"password": "s3cr3t-pw"},
+        True,
+        False,
+        "other",
+    ),
+    ("plain-body-307-other-origin-resent", 307, True, False, {"user": "bob"}, True, True, None),
+    (
+        "secret-body-303-other-origin-is-a-get",
+        303,
+        True,
+        False,
+        {"password": "s3cr3t-pw"},
+        True,
+        False,
+        None,
+    ),
+]
+
+
+@integration
+@pytest.mark.parametrize(
+    ("status", "other_origin", "api_key", "body", "header_kept", "resent", "reason"),
+    [r[1:] for r in SECRET_HEADER_ROWS],
+    ids=[r[0] for r in SECRET_HEADER_ROWS],
+)
+def test_secrets_do_not_follow_a_redirect_to_another_origin(
+    client: HttpClient,
+    secret: Callable[[str], str],
+    status: int,
+    other_origin: bool,
+    api_key: bool,
+    body: dict[str, str] | None,
+    header_kept: bool,
+    resent: bool,
+    reason: str | None,
+) -> None:
+    """A header or a 307/308 body holding a secret never reaches another origin."""
+    key, password = secret("k3y-0f-the-api"), secret("s3cr3t-pw")
+    table = {"/next": response(200)}
+    with RawServer(helpers.routes(table)) as server:
+        host = "localhost" if other_origin else "127.0.0.1"
+        location = f"http://{host}:{server.port}/next"
+        table["/probe"] = response(status, headers=(("Location", location),))
+        headers = (("X-Api-Key", key),) if api_key else (("X-Plain", "x"),)
+        request = HttpRequest(
+            "POST", server.url("/probe"), headers=headers, json_body=body, follow_redirects=True
+        )
+        outcome = one(client, request)
+    targets = [received.target for received in server.received]
+    if reason is not None:
+        failure = failure_of(outcome).failure
+        assert (failure.reason, "holds a secret" in failure.message) == (reason, True)
+        assert (targets, password in failure.message) == (["/probe"], False)
+        return
+    response_of(outcome)
+    sent = server.received[-1]
+    assert targets == ["/probe", "/next"]
+    assert ("x-api-key" in sent.headers) == (header_kept and api_key)
+    assert (password.encode() in sent.body) == (resent and password in str(body))
+    assert (sent.body != b"") == resent
 
 
 # --- requests that never reach the network ------------------------------------------------
@@ -594,69 +656,70 @@ def test_reused_connection_reports_no_resolve(client: HttpClient) -> None:
 
 
 DNS_ROWS = [
-    ("gaierror", None, socket.gaierror(socket.EAI_NONAME, "Name or service not known")),
-    ("no-addresses", [], None),
+    ("not-found", "missing.test", "Domain name not found"),
+    ("no-addresses", "probe-target.test", "probe-target.test"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("result", "error"), [r[1:] for r in DNS_ROWS], ids=[r[0] for r in DNS_ROWS]
-)
-def test_resolution_failure_is_dns(client: HttpClient, result: Any, error: Any) -> None:
-    """getaddrinfo failing or finding nothing gives `dns`, naming the host."""
-    fake = fake_getaddrinfo(result, error)
-    outcome = run_with_getaddrinfo(client, fake, get("http://probe-target.test/"))
-    failure = failure_of(outcome).failure
-    assert (failure.reason, "probe-target.test" in failure.message) == ("dns", True)
-    assert fake.hosts == ["probe-target.test"]  # type: ignore[attr-defined]
+@integration
+@pytest.mark.parametrize(("host", "words"), [r[1:] for r in DNS_ROWS], ids=[r[0] for r in DNS_ROWS])
+def test_resolution_failure_is_dns(dns_client: HttpClient, host: str, words: str) -> None:
+    """A name that is not found, or has no addresses, gives `dns` naming the host."""
+    failure = failure_of(one(dns_client, get(f"http://{host}/"))).failure
+    assert (failure.reason, host in failure.message, words in failure.message) == (
+        "dns",
+        True,
+        True,
+    )
 
 
-def test_resolution_timeout_is_dns(client: HttpClient) -> None:
-    """A getaddrinfo that hangs past the timeout gives `dns`, as the module promises."""
-
-    async def hang(host: str, port: int, **kwargs: Any) -> Any:
-        await asyncio.Event().wait()
-
+@integration
+def test_resolution_timeout_is_dns(dns_client: HttpClient, names: DnsServer) -> None:
+    """A nameserver that never answers gives `dns` at the timeout, as the module promises."""
     started = time.monotonic()
-    outcome = run_with_getaddrinfo(client, hang, get("http://slow-dns.test/", timeout=0.2))
+    outcome = one(dns_client, get("http://slow-dns.test/", timeout=0.2))
     assert time.monotonic() - started < 0.2 + SLACK
     assert failure_of(outcome).failure.reason == "dns"
+    assert names.asked("slow-dns.test") >= 1
 
 
 FALLBACK_ROWS = [
-    # id, addresses the name resolves to (the server listens on 127.0.0.1 only), outcome
-    ("first-works", ["127.0.0.1", "127.0.0.2"], 200),
-    ("falls-back-after-refusal", ["127.0.0.2", "127.0.0.1"], 200),
-    ("duplicates-tried-once", ["127.0.0.2", "127.0.0.2"], "connect"),
-    ("all-refuse-is-connect", ["127.0.0.2", "127.0.0.3"], "connect"),
+    # id, name (its addresses: see `names`; the server listens on 127.0.0.1 only), outcome
+    ("first-works", "multi-first.test", 200),
+    ("falls-back-after-refusal", "multi-refused-first.test", 200),
+    ("duplicates-tried-once", "multi-dup.test", "connect"),
+    ("all-refuse-is-connect", "multi-none.test", "connect"),
 ]
 
 
 @integration
 @pytest.mark.parametrize(
-    ("addresses", "expected"), [r[1:] for r in FALLBACK_ROWS], ids=[r[0] for r in FALLBACK_ROWS]
+    ("host", "expected"), [r[1:] for r in FALLBACK_ROWS], ids=[r[0] for r in FALLBACK_ROWS]
 )
 def test_resolved_addresses_are_tried_in_order(
-    client: HttpClient, addresses: list[str], expected: int | str
+    dns_client: HttpClient, names: DnsServer, host: str, expected: int | str
 ) -> None:
     """A name's addresses are connected to in the resolver's order until one answers."""
     with RawServer(helpers.fixed(response(200))) as server:
-        fake = fake_getaddrinfo(infos(*addresses, port=server.port))
-        outcome = run_with_getaddrinfo(client, fake, get(f"http://multi.test:{server.port}/"))
+        outcome = one(dns_client, get(f"http://{host}:{server.port}/"))
     if isinstance(outcome, HttpFailure):
         assert outcome.failure.reason == expected
     else:
         assert outcome.status_code == expected
-    assert fake.hosts == ["multi.test"]  # type: ignore[attr-defined]
+    assert names.asked(host) == 1
 
 
 @integration
-def test_ip_literal_is_not_looked_up(client: HttpClient) -> None:
+def test_ip_literal_is_not_looked_up(dns_client: HttpClient, names: DnsServer) -> None:
     """An IP literal is not looked up and reports no resolve time."""
+    before = len(names.queries)
     with RawServer(helpers.fixed(response(200))) as server:
-        fake = fake_getaddrinfo(error=AssertionError("looked up"))
-        outcome = response_of(run_with_getaddrinfo(client, fake, get(server.url())))
-    assert (outcome.status_code, fake.hosts, outcome.phases.resolve) == (200, [], 0.0)  # type: ignore[attr-defined]
+        outcome = response_of(one(dns_client, get(server.url())))
+    assert (outcome.status_code, len(names.queries) - before, outcome.phases.resolve) == (
+        200,
+        0,
+        0.0,
+    )
 
 
 # --- 6. TLS -------------------------------------------------------------------------------
@@ -840,6 +903,17 @@ TEXT_ROWS = [
     ("utf-16", "héllo".encode("utf-16"), "text/plain; charset=utf-16", "héllo"),
     ("unknown-charset-falls-back", "héllo".encode(), "text/plain; charset=klingon", "héllo"),
     ("undecodable-replaced", b"a\xffb", "text/plain; charset=utf-8", "a\ufffdb"),
+    ("windows-1252", b"\x80 5", "text/plain; charset=windows-1252", "€ 5"),
+    ("shift-jis", "日本".encode("shift_jis"), "text/plain; charset=Shift_JIS", "日本"),
+    # Undefined bytes of a single-byte codec read as U+FFFD, as errors="replace" reads them.
+    ("undefined-byte-replaced", b"a\x81b", "text/plain; charset=windows-1252", "a\ufffdb"),
+    ("undefined-byte-cp1255", b"a\xffb", "text/plain; charset=windows-1255", "a\ufffdb"),
+    # Codecs that are slow or unbounded on hostile input are not decoded with: UTF-8 is.
+    ("punycode-is-utf-8", b"bcher-kva", "text/plain; charset=punycode", "bcher-kva"),
+    ("idna-is-utf-8", b"xn--bcher-kva", "text/plain; charset=idna", "xn--bcher-kva"),
+    ("utf-7-is-utf-8", b"+AGEAYgBj-", "text/plain; charset=utf-7", "+AGEAYgBj-"),
+    ("escape-is-utf-8", b"\\u0041", "text/plain; charset=unicode_escape", "\\u0041"),
+    ("rot13-is-utf-8", b"nop", "text/plain; charset=rot13", "nop"),
 ]
 
 

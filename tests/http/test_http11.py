@@ -1,15 +1,27 @@
-"""prober.http11's fast paths never disagree with h11: whatever plain response head they
+"""prober.http._wire's fast paths never disagree with h11: whatever plain response head they
 accept, h11 parses to the same status, headers and length, and whatever plain request they
 write, h11 would write byte for byte; everything else goes to h11."""
 
 from __future__ import annotations
+
+import asyncio
 
 import h11
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from prober.http11 import _plain_head, _plain_request
+from prober.http._wire import (
+    HEAD_TOO_LARGE,
+    MAX_BODY_EVENTS,
+    MAX_HEAD_SIZE,
+    YIELD_EVERY_EVENTS,
+    Exchange,
+    Http11Connection,
+    ProtocolFault,
+    _plain_head,
+    _plain_request,
+)
 from tests.conftest import PROPERTY_SETTINGS
 
 
@@ -196,3 +208,122 @@ def test_property_request_fast_path_never_disagrees_with_h11(
     head = _plain_request(method, target, headers, body)
     if head is not None:
         assert head + body == h11_request(method, target, headers, body)
+
+
+# --- limits: head size and the pieces of a body, however the bytes arrive -------------------
+
+
+class _ScriptedStream:
+    """A stream whose reads return `reads` one by one, then EOF; records what is written."""
+
+    expired = False
+
+    def __init__(self, *reads: bytes) -> None:
+        self._reads = list(reads)
+        self.written = b""
+
+    async def read(self) -> bytes:
+        return self._reads.pop(0) if self._reads else b""
+
+    async def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        pass
+
+
+def _exchange(*reads: bytes, cap: int = 1 << 20) -> Exchange:
+    connection = Http11Connection(_ScriptedStream(*reads))  # type: ignore[arg-type]
+    exchange = Exchange()
+    asyncio.run(connection.exchange(b"GET", b"/", [(b"Host", b"x")], b"", cap, exchange))
+    return exchange
+
+
+def _head(size: int, framing: bytes) -> bytes:
+    """A response head of exactly `size` bytes before its blank line."""
+    start = b"HTTP/1.1 200 OK\r\n" + framing + b"\r\nX-Pad: "
+    return start + b"a" * (size - len(start))
+
+
+HEAD_ROWS = [
+    # id, framing, how the head arrives
+    ("plain-one-read", b"Content-Length: 0", "one"),
+    ("plain-small-reads", b"Content-Length: 0", "split"),
+    ("chunked-one-read", b"Transfer-Encoding: chunked", "one"),
+    ("chunked-small-reads", b"Transfer-Encoding: chunked", "split"),
+]
+
+
+@pytest.mark.parametrize(
+    ("framing", "arrival"), [r[1:] for r in HEAD_ROWS], ids=[r[0] for r in HEAD_ROWS]
+)
+def test_head_over_the_limit_is_refused_however_it_arrives(framing: bytes, arrival: str) -> None:
+    """A head over MAX_HEAD_SIZE fails in the docs' words, whole in one read or not."""
+    body = b"0\r\n\r\n" if b"chunked" in framing else b""
+    raw = _head(MAX_HEAD_SIZE + 1, framing) + b"\r\n\r\n" + body
+    reads = [raw] if arrival == "one" else [raw[i : i + 4096] for i in range(0, len(raw), 4096)]
+    with pytest.raises(ProtocolFault, match=f"^{HEAD_TOO_LARGE}$"):
+        _exchange(*reads)
+    assert HEAD_TOO_LARGE == "response head larger than 64 KiB"
+
+
+@pytest.mark.parametrize(
+    ("framing", "arrival"), [r[1:] for r in HEAD_ROWS], ids=[r[0] for r in HEAD_ROWS]
+)
+def test_head_at_the_limit_passes(framing: bytes, arrival: str) -> None:
+    """A head of exactly MAX_HEAD_SIZE bytes is read."""
+    body = b"0\r\n\r\n" if b"chunked" in framing else b""
+    raw = _head(MAX_HEAD_SIZE, framing) + b"\r\n\r\n" + body
+    reads = [raw] if arrival == "one" else [raw[i : i + 4096] for i in range(0, len(raw), 4096)]
+    assert _exchange(*reads).status == 200
+
+
+def _one_byte_chunks(count: int) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"1\r\nx\r\n" * count
+        + b"0\r\n\r\n"
+    )
+
+
+CHUNK_ROWS = [
+    # id, chunks, outcome (None: read whole)
+    ("at-the-budget", MAX_BODY_EVENTS - 1, None),
+    ("past-the-budget", MAX_BODY_EVENTS + 1, f"more than {MAX_BODY_EVENTS} pieces"),
+]
+
+
+@pytest.mark.parametrize(
+    ("count", "fault"), [r[1:] for r in CHUNK_ROWS], ids=[r[0] for r in CHUNK_ROWS]
+)
+def test_body_pieces_are_budgeted(count: int, fault: str | None) -> None:
+    """A body in more pieces than MAX_BODY_EVENTS fails, however few bytes it has."""
+    raw = _one_byte_chunks(count)
+    if fault is None:
+        assert _exchange(raw).body == b"x" * count
+    else:
+        with pytest.raises(ProtocolFault, match=fault):
+            _exchange(raw)
+
+
+def test_many_chunks_in_one_read_let_other_tasks_run() -> None:
+    """Parsing one read full of 1-byte chunks gives the loop to other tasks as it goes."""
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        connection = Http11Connection(_ScriptedStream(_one_byte_chunks(4096)))  # type: ignore[arg-type]
+        exchange = Exchange()
+        await connection.exchange(b"GET", b"/", [(b"Host", b"x")], b"", 1 << 20, exchange)
+        task.cancel()
+        assert exchange.body == b"x" * 4096
+
+    asyncio.run(main())
+    assert ticks >= 4096 // YIELD_EVERY_EVENTS

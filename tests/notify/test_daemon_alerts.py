@@ -228,7 +228,11 @@ def test_reload_changes_the_notifier_list(
     daemon.config.write_text(config(sample_api.url, one + two))
     daemon.process.send_signal(signal.SIGHUP)
     wait_for(lambda: statuses(second) == ["firing"], "the added notifier's message")
-    assert sample(daemon.metrics(), "prober_config_last_reload_successful") == 1.0
+    # /metrics is rendered at most once a second and shared, so it may lag the reload.
+    wait_for(
+        lambda: sample(daemon.metrics(), "prober_config_last_reload_successful") == 1.0,
+        "the reload to be reported",
+    )
 
     sample_api.clear_faults()
     wait_for(lambda: statuses(second) == ["firing", "resolved"], "the resolve at the second")

@@ -41,7 +41,7 @@ def issues_of(notifiers: str) -> list[str]:
         ),
         (
             "    - {type: webhook, url: 'http://a/${token}'}\n",
-            "alerting.notifiers[0].url: only ${env.NAME} and ${secret.NAME} can be used in a notifier setting",
+            "alerting.notifiers[0].url: only ${env.NAME} and ${secret.NAME} can be used in this setting",
         ),
         (
             "    - {type: email, smtp_host: h, from: a@b.c, to: [d@e.f], username: u, password: p, starttls: false}\n",

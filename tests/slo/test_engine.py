@@ -144,3 +144,50 @@ def test_every_alert_has_annotations_and_config_text_wins() -> None:
     assert (
         engine.annotations[burn]["summary"] == "avail: error budget burning 14.4x too fast (1h/5m)"
     )
+
+
+@pytest.mark.parametrize(
+    "every",
+    [3, 10, 40],
+    ids=["a third failing", "a tenth failing", "one in forty failing"],
+)
+def test_a_full_evaluation_judges_every_policy_as_evaluate_policy_does(every: int) -> None:
+    """A day of runs with failures and slow runs, evaluated every 30 s: each policy's signal
+    fires exactly when `evaluate_policy` on its windows' counts says so, with its figures,
+    and the statuses made on first read are those figures."""
+    from slo.alerting import Signal
+    from slo.policies import evaluate_policy
+
+    engine = Engine(spec())
+    firing_seen = 0
+    for index in range(2880):
+        now = 1_790_000_040.0 + index * 30.0
+        if index % 2 == 0:
+            failing = (index // 2) % every == 0 and index < 1440
+            engine.record(Event(now - 1.0, "chat", not failing, 2.0 if index % 7 == 0 else 0.1))
+        held_before = set(engine.alerts.alerts)
+        tick = engine.evaluate(now)
+        for status in tick.slos:
+            slo = status.spec
+            view = engine.windows[slo.name]
+            assert status.window_counts == view.counts(slo.window, now)
+            for policy_status in status.policies:
+                policy = policy_status.policy
+                expected = evaluate_policy(
+                    policy,
+                    slo.objective,
+                    view.counts(policy.long_window, now),
+                    view.counts(policy.short_window, now),
+                )
+                assert policy_status.evaluation == expected
+                signal = tick.signals[policy_status.labels]
+                assert signal.active == expected.firing
+                if expected.firing or policy_status.labels in held_before:
+                    values = {"threshold": expected.threshold}
+                    if expected.burn_rate_long is not None:
+                        values["burn_rate_long"] = expected.burn_rate_long
+                    if expected.burn_rate_short is not None:
+                        values["burn_rate_short"] = expected.burn_rate_short
+                    assert signal == Signal(expected.firing, 0.0, values)
+                firing_seen += expected.firing
+    assert firing_seen > 0

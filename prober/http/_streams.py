@@ -1,4 +1,4 @@
-"""Byte streams on asyncio's transports and protocols: the sockets under `prober.http11`.
+"""Byte streams on asyncio's transports and protocols: the sockets under `prober.http._wire`.
 
 No anyio, no per-read timeout scopes, no stream objects per operation: under load those
 layers (httpcore's default backend) were a third of the prober's CPU per probe (py-spy,

@@ -1,8 +1,8 @@
-"""One HTTP/1.1 exchange on a `prober.transport.Stream`, parsed by h11.
+"""One HTTP/1.1 exchange on a `prober.http._streams.Stream`, parsed by h11.
 
 h11 does the careful part (framing: Content-Length, chunked, close-delimited bodies;
 header validation; size limits on the head); this module only moves bytes between it and
-the stream and stamps the moments `prober.http` turns into phases. It replaces httpcore's
+the stream and stamps the moments `prober.http._lean` turns into phases. It replaces httpcore's
 connection, whose locks, trace callbacks, stream objects and nested timeouts were most of
 the client's CPU per probe (py-spy, bench/step_overhead.py).
 
@@ -26,18 +26,35 @@ and the connection is then unusable. Nothing here has a timeout: the caller's
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
 import h11
 
-from prober.transport import Stream
+from prober.http._streams import Stream
 
-__all__ = ["MAX_HEAD_SIZE", "BodyTooLarge", "Exchange", "Http11Connection", "ProtocolFault"]
+__all__ = [
+    "HEAD_TOO_LARGE",
+    "MAX_BODY_EVENTS",
+    "MAX_HEAD_SIZE",
+    "BodyTooLarge",
+    "Exchange",
+    "Http11Connection",
+    "ProtocolFault",
+]
 
 #: The largest response head (status line + headers) accepted, as most servers and
 #: proxies allow; a bigger one is a protocol failure, not a memory problem.
 MAX_HEAD_SIZE = 64 * 1024
+HEAD_TOO_LARGE = f"response head larger than {MAX_HEAD_SIZE // 1024} KiB"
+#: A CPU budget beside the byte budget (the body cap): a body may arrive in at most this
+#: many pieces (h11 events: chunks, or reads of a close-delimited body). Each piece costs
+#: the same parsing whatever its size, so a target streaming 1-byte chunks makes the
+#: prober parse a million events for a 1 MiB body; past this it is a protocol failure.
+MAX_BODY_EVENTS = 16 * 1024
+#: Every this many pieces of one response, other tasks get the loop.
+YIELD_EVERY_EVENTS = 64
 
 # RFC 9110's token (a method, a header name), as h11 spells it.
 _TOKEN_PATTERN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
@@ -148,8 +165,14 @@ class Http11Connection:
                 raise BodyTooLarge
         chunks: list[bytes] = []
         received = 0
+        events = 0
         while True:
             event = await self._next_event()
+            events += 1
+            if events > MAX_BODY_EVENTS:
+                raise ProtocolFault(f"response body in more than {MAX_BODY_EVENTS} pieces (chunks)")
+            if events % YIELD_EVERY_EVENTS == 0:
+                await asyncio.sleep(0)  # one response's pieces must not hold the loop
             if isinstance(event, h11.Data):
                 received += len(event.data)
                 if received > cap:
@@ -183,16 +206,21 @@ class Http11Connection:
     async def _plain_response(self, method: bytes, cap: int, exchange: Exchange) -> bool:
         """Read a plain Content-Length response into `exchange`; False (having read nothing
         into it) when the response is anything else: h11 then parses it from the start."""
-        buffer = b""
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
+        buffer = bytearray()
+        searched = 0  # the terminator is not in buffer[:searched] (a trickled head stays linear)
+        while (end := buffer.find(b"\r\n\r\n", searched)) < 0:
             if len(buffer) > MAX_HEAD_SIZE:
-                break
+                break  # h11 refuses it in its own words
+            searched = max(0, len(buffer) - 3)
             data = await self.stream.read()
             if not data:
                 break  # h11 reads the same EOF and says what was missing
             buffer += data
         else:
-            head = _plain_head(method, buffer[:end])
+            if end > MAX_HEAD_SIZE:
+                # Arrived whole: h11 limits only a head it is still waiting for.
+                raise ProtocolFault(HEAD_TOO_LARGE)
+            head = _plain_head(method, bytes(buffer[:end]))
             if head is not None:
                 status, headers, length, close = head
                 exchange.headers_end = time.perf_counter()
@@ -209,11 +237,11 @@ class Http11Connection:
                         )
                     body += data
                 exchange.body_end = time.perf_counter()
-                exchange.body = body[:length]
+                exchange.body = bytes(body[:length])
                 # Bytes past the announced body mean the framing lied: never reuse.
                 self._clean = not close and len(body) == length
                 return True
-        self._pending = buffer
+        self._pending = bytes(buffer)
         return False
 
     async def _next_event(self) -> object:
@@ -225,9 +253,7 @@ class Http11Connection:
             except h11.RemoteProtocolError as error:
                 if connection.their_state is h11.SEND_RESPONSE and "too long" in str(error):
                     # h11's words for a head past max_incomplete_event_size.
-                    raise ProtocolFault(
-                        f"invalid response: head larger than {MAX_HEAD_SIZE // 1024} KiB"
-                    ) from None
+                    raise ProtocolFault(HEAD_TOO_LARGE) from None
                 raise ProtocolFault(f"invalid response: {error}") from None
             if event is h11.NEED_DATA:
                 data, self._pending = self._pending, b""
