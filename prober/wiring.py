@@ -11,44 +11,23 @@ start-up (exit 2) or at a reload (which then keeps the running config).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from prober.config import ProberConfig, TlsOptions
-from prober.errors import ConfigError, ConfigIssue
 from prober.http import HttpClient, NetworkSettings, TlsSettings
 from prober.journey import JourneyRunner
+from prober.notify.channels import read_setting, secret_setting
 from prober.ratelimit import HostRateLimits
-from prober.redaction import register_secret
-from prober.templates import RenderScope, TemplateError, compile_template
 
-__all__ = ["build_runner", "read_setting", "target_client"]
-
-
-def read_setting(
-    text: str, path: str, environ: Mapping[str, str] | None = None, *, secret: bool = False
-) -> str:
-    """A setting with its `${env.X}` / `${secret.X}` filled in; an unset variable is a
-    config error at `path`. `secret`: the value is registered for masking however it was
-    written."""
-    value = text
-    if "${" in text:
-        scope = RenderScope(run_id="", environ=os.environ if environ is None else environ)
-        try:
-            value = str(compile_template(text).render(scope))
-        except TemplateError as error:
-            raise ConfigError([ConfigIssue(path, str(error))]) from None
-    if secret:
-        register_secret(value)
-    return value
+__all__ = ["build_runner", "target_client"]
 
 
 def tls_settings(
     options: TlsOptions, path: str, environ: Mapping[str, str] | None = None
 ) -> TlsSettings:
     password = (
-        read_setting(options.key_password, f"{path}.key_password", environ, secret=True)
+        secret_setting(options.key_password, f"{path}.key_password", environ)
         if options.key_password is not None
         else None
     )
@@ -63,10 +42,7 @@ def tls_settings(
 
 
 def _proxy(text: str | None, path: str, environ: Mapping[str, str] | None) -> str | None:
-    if text is None:
-        return None
-    value = read_setting(text, path, environ)
-    return value
+    return None if text is None else read_setting(text, path, environ)
 
 
 def target_client(config: ProberConfig, environ: Mapping[str, str] | None = None) -> HttpClient:
